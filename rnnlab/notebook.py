@@ -1,0 +1,49 @@
+"""The one set-up call at the top of every chapter and lab.
+
+``device = rnnlab.notebook.setup(seed=0)`` replaces the block of seeds, print options and figure
+defaults that notebooks would otherwise paste into their first cell.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from rnnlab.device import default_device
+
+__all__ = ["setup"]
+
+
+def setup(seed: int = 0) -> torch.device:
+    """Seed every RNG, set quiet print and figure defaults, return :func:`default_device`.
+
+    Seeds Python's ``random``, NumPy's global RNG and torch (CPU and CUDA) with ``seed``; sets
+    matplotlib to PNG figures of a book-friendly size with grids; limits torch's printed
+    precision so that a stray tensor in an output stays short and stable.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_printoptions(precision=4, sci_mode=False)
+    np.set_printoptions(precision=4, suppress=True)
+    import matplotlib
+
+    matplotlib.rcParams.update({
+        "figure.figsize": (6.4, 3.6),
+        "figure.dpi": 100,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    })
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        pass
+    else:
+        set_matplotlib_formats("png")
+    return default_device()
