@@ -1,0 +1,132 @@
+"""rnnlab.labkit: the set-up call and the readable checks of the lab notebooks.
+
+Outside IPython (here, and in the grader's process) a failing check must re-raise the original
+exception untouched; inside a real Jupyter kernel it must show one line and still stop Run All.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+import torch
+from nbclient import NotebookClient
+
+from rnnlab import labkit
+from rnnlab.labkit import NOT_IMPLEMENTED, check, failure_line, setup
+
+
+def test_setup_returns_default_device_and_seeds_torch():
+    device = setup(seed=3)
+    first = torch.rand(3)
+    setup(seed=3)
+    assert torch.equal(first, torch.rand(3))
+    assert isinstance(device, torch.device)
+    assert device == labkit.notebook.default_device()
+
+
+def test_setup_outside_ipython_leaves_failures_untouched():
+    setup(seed=0)
+    assert not labkit._readable()
+
+
+def test_passing_check_prints_tick_line(capsys):
+    with check("two plus two"):
+        assert 2 + 2 == 4
+    assert capsys.readouterr().out == "✓ two plus two\n"
+
+
+def test_failing_check_reraises_same_assertion_unchanged_outside_ipython(capsys):
+    setup(seed=0)
+    original = AssertionError("off by one")
+    with pytest.raises(AssertionError) as info:
+        with check("counts"):
+            raise original
+    assert info.value is original
+    assert info.value.args == ("off by one",)
+    assert not hasattr(info.value, "_render_traceback_")
+    assert capsys.readouterr().out == ""
+
+
+def test_failing_check_reraises_not_implemented_unchanged_outside_ipython(capsys):
+    with pytest.raises(NotImplementedError) as info:
+        with check("answer exists"):
+            raise NotImplementedError()
+    assert type(info.value) is NotImplementedError
+    assert not hasattr(info.value, "_render_traceback_")
+    assert capsys.readouterr().out == ""
+
+
+def test_other_errors_propagate_unchanged(capsys):
+    with pytest.raises(TypeError, match="bad shape"):
+        with check("shapes"):
+            raise TypeError("bad shape")
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("bad, error", [(3, TypeError), ("  ", ValueError)])
+def test_check_rejects_bad_description(bad, error):
+    with pytest.raises(error, match="description"):
+        with check(bad):
+            pass
+
+
+def test_failure_line_names_description_and_message():
+    assert failure_line("grads", AssertionError("W_hh wrong")) == "✗ grads: W_hh wrong"
+    assert failure_line("grads", AssertionError()) == "✗ grads: assertion failed"
+    assert failure_line("grads", NotImplementedError()) == f"✗ grads: {NOT_IMPLEMENTED}"
+
+
+def test_failure_line_is_one_line_even_for_multiline_messages():
+    try:
+        torch.testing.assert_close(torch.zeros(4), torch.ones(4))
+    except AssertionError as exc:
+        line = failure_line("close", exc)
+    assert "\n" not in line
+    assert line.startswith("✗ close: Tensor-likes are not close!")
+    assert len(failure_line("x", AssertionError("y" * 10_000))) < 320
+
+
+def _run_in_kernel(cells: list[str]) -> list:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    NotebookClient(nb, kernel_name="python3", timeout=120, allow_errors=True).execute()
+    return nb.cells
+
+
+def _text(cell) -> str:
+    parts = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type == "error":
+            parts.append("\n".join(out.traceback))
+    return "".join(parts)
+
+
+@pytest.mark.slow
+def test_in_a_kernel_failures_show_one_line_and_stop_run_all():
+    cells = _run_in_kernel([
+        "from rnnlab.labkit import setup, check",
+        'with check("before setup"):\n    assert False, "boom"',
+        "device = setup(seed=0)",
+        'with check("passes"):\n    assert True',
+        'with check("wrong value"):\n    assert 1 == 2, "expected 2, got 1"',
+        'def f():\n    raise NotImplementedError()\nwith check("answer f"):\n    f()',
+        'assert 1 == 2, "plain assert outside check"',
+        'with check("crashes"):\n    {}["missing"]',
+    ])
+    # before setup: still an error (Run All stops), with IPython's usual rendering
+    before = [out for out in cells[1].outputs if out.output_type == "error"]
+    assert len(before) == 1 and before[0].evalue == "boom" and len(before[0].traceback) > 1
+    assert _text(cells[3]) == "✓ passes\n"
+    wrong = [out for out in cells[4].outputs if out.output_type == "error"]
+    assert len(wrong) == 1 and wrong[0].ename == "AssertionError"
+    assert wrong[0].traceback == ["✗ wrong value: expected 2, got 1"]
+    assert _text(cells[5]) == f"✗ answer f: {NOT_IMPLEMENTED}"
+    # an assert outside any check keeps IPython's full traceback
+    assert "plain assert outside check" in _text(cells[6])
+    assert len(cells[6].outputs[-1].traceback) > 1
+    # a crash inside a check: a one-line note, then the full traceback to debug
+    crash = _text(cells[7])
+    assert crash.startswith("✗ crashes: KeyError: 'missing' (traceback below)\n")
+    assert "KeyError" in crash.split("\n", 1)[1]
