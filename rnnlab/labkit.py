@@ -21,6 +21,7 @@ and prints nothing.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ import torch
 
 from rnnlab import notebook
 
-__all__ = ["setup", "check", "failure_line", "NOT_IMPLEMENTED"]
+__all__ = ["setup", "check", "close", "max_abs_diff", "failure_line", "NOT_IMPLEMENTED"]
 
 NOT_IMPLEMENTED = "not implemented yet — write your answer above"
 """What a failing check says while an answer still raises ``NotImplementedError``."""
@@ -82,6 +83,35 @@ def check(description: str) -> Iterator[None]:
                   "(traceback below)", flush=True)
         raise
     print(f"✓ {description}", flush=True)
+
+
+def close(actual, expected, atol: float = 1e-8, rtol: float = 1e-6) -> bool:
+    """Whether ``actual`` equals ``expected`` up to ``|a - e| <= atol + rtol |e|`` elementwise.
+
+    Both sides may be tensors (any device, any floating dtype, with or without grad), NumPy
+    arrays, numbers or nested lists of numbers; they are compared as float64 CPU tensors, so an
+    answer computed on the GPU, or sent back by the grader as plain data, compares with a
+    reference computed anywhere. Different shapes, or a NaN/inf where the other side differs,
+    give ``False``.
+    """
+    a, e = _as_float64(actual), _as_float64(expected)
+    return a.shape == e.shape and bool(torch.allclose(a, e, atol=atol, rtol=rtol))
+
+
+def max_abs_diff(actual, expected) -> float:
+    """``max |actual - expected|`` as a float (``inf`` when the shapes differ), for messages."""
+    a, e = _as_float64(actual), _as_float64(expected)
+    if a.shape != e.shape:
+        return math.inf
+    if a.numel() == 0:
+        return 0.0
+    return float((a - e).abs().max())
+
+
+def _as_float64(value) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device="cpu", dtype=torch.float64)
+    return torch.as_tensor(value, dtype=torch.float64)
 
 
 def failure_line(description: str, exc: BaseException) -> str:

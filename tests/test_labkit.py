@@ -12,7 +12,7 @@ import torch
 from nbclient import NotebookClient
 
 from rnnlab import labkit
-from rnnlab.labkit import NOT_IMPLEMENTED, check, failure_line, setup
+from rnnlab.labkit import NOT_IMPLEMENTED, check, close, failure_line, max_abs_diff, setup
 
 
 def test_setup_returns_default_device_and_seeds_torch():
@@ -84,6 +84,34 @@ def test_failure_line_is_one_line_even_for_multiline_messages():
     assert "\n" not in line
     assert line.startswith("✗ close: Tensor-likes are not close!")
     assert len(failure_line("x", AssertionError("y" * 10_000))) < 320
+
+
+def test_close_compares_across_dtypes_grad_and_plain_data():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert close(x.float(), x)
+    assert close(x.tolist(), x)
+    assert close(x.detach().numpy(), x * (1 + 1e-9))
+    assert close(2.0, torch.tensor(2.0))
+
+
+def test_close_rejects_wrong_values_shapes_and_nan():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    assert not close(x + 1e-4, x)
+    assert close(x + 1e-4, x, atol=1e-3)
+    assert not close(x.T, x)
+    assert not close(x[:2], x)
+    y = x.clone()
+    y[0, 0] = float("nan")
+    assert not close(y, x)
+
+
+def test_max_abs_diff_is_the_largest_elementwise_gap():
+    x = torch.zeros(2, 3)
+    y = x.clone()
+    y[1, 2] = -0.25
+    assert max_abs_diff(y, x) == 0.25
+    assert max_abs_diff(x[:1], x) == float("inf")
+    assert max_abs_diff([], []) == 0.0
 
 
 def _run_in_kernel(cells: list[str]) -> list:
