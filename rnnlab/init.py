@@ -1,0 +1,305 @@
+r"""Initialisations of recurrent weights, and the spectral radius that decides their fate.
+
+The course reads vanishing and exploding gradients off the product
+:math:`\partial h_T/\partial h_t = \prod_k \mathrm{diag}(\phi'(a_k))\, W_{hh}`; the functions here
+choose the :math:`W_{hh}` that enters it (and the forget bias that gates it in an LSTM).
+
+Module-level functions act on every layer ``l`` and direction (``_l{l}`` and ``_l{l}_reverse``)
+of a :class:`torch.nn.RNN`, :class:`~torch.nn.LSTM` or :class:`~torch.nn.GRU` (or a subclass such
+as :class:`rnnlab.LSTM`), in place under :func:`torch.no_grad`, and return the module.
+
+Layout (torch's): ``weight_ih`` is ``(G·H, I_l)`` and ``weight_hh`` is ``(G·H, P)`` with
+``G`` gate blocks stacked by rows — ``G = 1`` (RNN), ``G = 4`` in the order i, f, g, o (LSTM),
+``G = 3`` in the order r, z, n (GRU). ``I_l`` is ``input_size`` for layer 0 and ``D·P`` above it
+(``D`` = 2 if bidirectional), ``P`` = ``proj_size`` for an LSTM with projection, else ``H``.
+An LSTM with projection also has ``weight_hr`` of shape ``(P, H)``.
+Each gate block is one ``(H, fan_in)`` matrix and is initialised on its own, so its
+``fan_out`` is ``H``, not ``G·H`` (torch's own :func:`torch.nn.init.xavier_normal_` applied to the
+whole stacked matrix would use ``G·H``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+__all__ = ["xavier_", "he_", "orthogonal_", "identity_", "forget_bias_",
+           "set_spectral_radius_", "spectral_radius"]
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks and the walk over layers, directions and gate blocks
+# --------------------------------------------------------------------------------------------
+
+def _check_module(name: str, module) -> None:
+    if not isinstance(module, torch.nn.RNNBase) or module.mode not in _GATES:
+        raise TypeError(f"{name}: expected a torch.nn.RNN, LSTM or GRU (any torch.nn.RNNBase), "
+                        f"got {type(module).__name__}")
+
+
+def _check_number(name: str, value, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        bound = "a finite number" if minimum is None else f"a finite number >= {minimum}"
+        raise ValueError(f"{name}: expected {bound}, got {value}")
+    return float(value)
+
+
+def _check_square(name: str, weight) -> None:
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(weight).__name__}")
+    if weight.dim() != 2 or weight.shape[0] != weight.shape[1]:
+        raise ValueError(f"{name}: expected a square 2-D tensor, got shape {tuple(weight.shape)}")
+    if not weight.is_floating_point() and not weight.is_complex():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {weight.dtype}")
+
+
+def _suffixes(module: torch.nn.RNNBase) -> Iterator[str]:
+    """``_l0``, ``_l0_reverse``, ``_l1``, … : one suffix per layer and direction."""
+    for layer in range(module.num_layers):
+        yield f"_l{layer}"
+        if module.bidirectional:
+            yield f"_l{layer}_reverse"
+
+
+def _blocks(module: torch.nn.RNNBase, kind: str) -> Iterator[Tensor]:
+    """Every ``(H, fan_in)`` gate block (a view) of ``weight_{kind}`` over layers and directions."""
+    for suffix in _suffixes(module):
+        yield from getattr(module, f"weight_{kind}{suffix}").chunk(_GATES[module.mode], dim=0)
+
+
+def _projections(module: torch.nn.RNNBase) -> Iterator[Tensor]:
+    """``weight_hr`` of every layer and direction of an LSTM with ``proj_size > 0``."""
+    if getattr(module, "proj_size", 0):
+        for suffix in _suffixes(module):
+            yield getattr(module, f"weight_hr{suffix}")
+
+
+def _biases(module: torch.nn.RNNBase) -> Iterator[Tensor]:
+    if module.bias:
+        for suffix in _suffixes(module):
+            yield getattr(module, f"bias_ih{suffix}")
+            yield getattr(module, f"bias_hh{suffix}")
+
+
+def _normal_(module: torch.nn.RNNBase, std, generator: torch.Generator | None):
+    """Fill every gate block with N(0, std(fan_in, fan_out)²) and zero the biases."""
+    with torch.no_grad():
+        blocks = [*_blocks(module, "ih"), *_blocks(module, "hh"), *_projections(module)]
+        for block in blocks:
+            fan_out, fan_in = block.shape
+            block.normal_(0.0, std(fan_in, fan_out), generator=generator)
+        for bias in _biases(module):
+            bias.zero_()
+    return module
+
+
+# --------------------------------------------------------------------------------------------
+# Variance-preserving initialisations
+# --------------------------------------------------------------------------------------------
+
+def xavier_(module: torch.nn.RNNBase, *, generator: torch.Generator | None = None):
+    r"""Glorot normal initialisation of every gate block; biases zeroed.
+
+    .. math::
+        W_{\text{block}} \sim \mathcal{N}\!\left(0,\; \frac{2}{\text{fan\_in} + \text{fan\_out}}
+        \right)
+
+    per ``(H, fan_in)`` block of ``weight_ih`` and ``weight_hh`` (``fan_out = H``), and of
+    ``weight_hr`` (``(P, H)``) for an LSTM with projection (Glorot & Bengio, 2010).
+
+    Args:
+        module: a ``torch.nn.RNN``/``LSTM``/``GRU`` or a subclass.
+        generator: optional ``torch.Generator`` (on the parameters' device) for the draw.
+
+    Returns:
+        ``module``, changed in place.
+    """
+    _check_module("module", module)
+    return _normal_(module, lambda fan_in, fan_out: math.sqrt(2.0 / (fan_in + fan_out)),
+                    generator)
+
+
+def he_(module: torch.nn.RNNBase, *, generator: torch.Generator | None = None):
+    r"""He (Kaiming) normal initialisation of every gate block; biases zeroed.
+
+    .. math::
+        W_{\text{block}} \sim \mathcal{N}\!\left(0,\; \frac{2}{\text{fan\_in}}\right)
+
+    per block, as in :func:`xavier_` (He et al., 2015; derived for ReLU, so it suits
+    ``nonlinearity="relu"``).
+
+    Returns:
+        ``module``, changed in place.
+    """
+    _check_module("module", module)
+    return _normal_(module, lambda fan_in, fan_out: math.sqrt(2.0 / fan_in), generator)
+
+
+# --------------------------------------------------------------------------------------------
+# Recurrent matrices with controlled spectrum
+# --------------------------------------------------------------------------------------------
+
+def _orthogonal_block_(block: Tensor, gain: float, generator: torch.Generator | None) -> None:
+    """``block ← gain·Q``, Q Haar-distributed with orthonormal rows or columns."""
+    rows, cols = block.shape
+    dtype = block.dtype if block.dtype in (torch.float32, torch.float64) else torch.float32
+    a = torch.empty(max(rows, cols), min(rows, cols), dtype=dtype, device=block.device)
+    a.normal_(0.0, 1.0, generator=generator)
+    q, r = torch.linalg.qr(a)                          # (max, min), Qᵀ Q = I
+    # signs of diag(R) made positive, so Q is Haar-distributed (Mezzadri, 2007)
+    signs = torch.where(r.diagonal() < 0, -1.0, 1.0).to(dtype)
+    q = q * signs
+    block.copy_(gain * (q if rows >= cols else q.T))
+
+
+def orthogonal_(module: torch.nn.RNNBase, gain: float = 1.0, *,
+                generator: torch.Generator | None = None):
+    r"""Every gate block of ``weight_hh`` becomes ``gain·Q`` with Q (semi-)orthogonal.
+
+    .. math::
+        W_{hh}^{\text{block}} = g\,Q,\qquad Q^\top Q = I \quad\Rightarrow\quad
+        \lVert W_{hh}^{\text{block}} x\rVert = g\,\lVert x\rVert
+
+    so every eigenvalue of a square block has modulus ``g`` and the linear part of the
+    backward product neither shrinks nor grows (Saxe et al., 2014). For LSTM (i, f, g, o) and
+    GRU (r, z, n) each ``(H, H)`` gate block gets its own Q.
+
+    With ``proj_size = P`` (LSTM) the blocks of ``weight_hh`` are ``(H, P)`` with ``P < H``, and
+    ``weight_hr`` is ``(P, H)``: they cannot be orthogonal, so they are made *semi-orthogonal*
+    (orthonormal columns, :math:`Q^\top Q = I_P`, for ``weight_hh`` blocks; orthonormal rows,
+    :math:`Q Q^\top = I_P`, for ``weight_hr``), both times ``gain``.
+
+    ``weight_ih`` and the biases are left as they are; compose, e.g.
+    ``orthogonal_(xavier_(lstm))``, to set them too.
+
+    Args:
+        module: a ``torch.nn.RNN``/``LSTM``/``GRU`` or a subclass.
+        gain: ``g >= 0``.
+        generator: optional ``torch.Generator`` (on the parameters' device).
+
+    Returns:
+        ``module``, changed in place.
+    """
+    _check_module("module", module)
+    gain = _check_number("gain", gain, minimum=0.0)
+    with torch.no_grad():
+        for block in [*_blocks(module, "hh"), *_projections(module)]:
+            _orthogonal_block_(block, gain, generator)
+    return module
+
+
+def identity_(module: torch.nn.RNNBase, scale: float = 1.0):
+    r"""IRNN initialisation (Le et al., 2015): ``W_hh = scale·I``, biases 0, ``W_ih`` untouched.
+
+    .. math::
+        h_t = \mathrm{ReLU}(W_{ih} x_t + s\, h_{t-1}) \quad (s = \text{scale})
+
+    With ``s = 1`` and zero input a ReLU network copies its state forever, and
+    :math:`\partial h_T/\partial h_t = \prod_k \mathrm{diag}(\phi'(a_k))` has no ``W_hh``
+    factor left to shrink or grow it. Only vanilla RNNs (``nonlinearity`` ``"relu"`` — as in the
+    paper — or ``"tanh"``) have a single ``(H, H)`` recurrent block; gated cells raise.
+
+    Returns:
+        ``module``, changed in place.
+    """
+    _check_module("module", module)
+    if module.mode not in ("RNN_TANH", "RNN_RELU"):
+        raise ValueError(f"module: identity_ supports torch.nn.RNN (vanilla, tanh or relu) only, "
+                         f"got {type(module).__name__} (mode {module.mode})")
+    scale = _check_number("scale", scale, minimum=0.0)
+    with torch.no_grad():
+        for weight_hh in _blocks(module, "hh"):
+            weight_hh.copy_(scale * torch.eye(weight_hh.shape[0], dtype=weight_hh.dtype,
+                                              device=weight_hh.device))
+        for bias in _biases(module):
+            bias.zero_()
+    return module
+
+
+def spectral_radius(weight: Tensor) -> float:
+    r"""The spectral radius :math:`\rho(W) = \max_i |\lambda_i(W)|` of a square ``(n, n)`` matrix.
+
+    Eigenvalues by :func:`torch.linalg.eigvals` in float64 (complex ones included, hence the
+    modulus). ``ρ < 1`` is the necessary condition for gradients to vanish in a linear RNN, and
+    ``ρ > 1`` for them to explode (Pascanu et al., 2013).
+    """
+    _check_square("weight", weight)
+    dtype = torch.complex128 if weight.is_complex() else torch.float64
+    return torch.linalg.eigvals(weight.detach().to(dtype)).abs().max().item()
+
+
+def set_spectral_radius_(weight: Tensor, radius: float) -> Tensor:
+    r"""Rescale a square matrix in place so that its spectral radius equals ``radius``.
+
+    .. math::
+        W \leftarrow \frac{r}{\rho(W)}\, W, \qquad \rho\!\left(\tfrac{r}{\rho(W)} W\right) = r
+
+    (eigenvectors kept, every eigenvalue multiplied by the same factor). Works on a
+    ``Parameter`` (under :func:`torch.no_grad`), e.g. ``model.weight_hh_l0`` of a vanilla RNN.
+
+    Raises:
+        ValueError: ``weight`` not square, ``radius < 0``, or ``ρ(W) = 0`` (a zero or exactly
+            nilpotent matrix, which no scaling can give another radius).
+
+    Returns:
+        ``weight``, changed in place.
+    """
+    _check_square("weight", weight)
+    radius = _check_number("radius", radius, minimum=0.0)
+    if not torch.isfinite(weight).all():
+        raise ValueError("weight: expected finite entries, got nan or inf")
+    rho = spectral_radius(weight)
+    if rho == 0.0:
+        raise ValueError("weight: has spectral radius 0 (a zero or nilpotent matrix), so it "
+                         "cannot be rescaled to another radius")
+    with torch.no_grad():
+        weight.mul_(radius / rho)
+    return weight
+
+
+# --------------------------------------------------------------------------------------------
+# LSTM forget gate
+# --------------------------------------------------------------------------------------------
+
+def forget_bias_(lstm: torch.nn.LSTM, value: float = 1.0):
+    r"""Make the *effective* forget-gate bias of every layer and direction equal ``value``.
+
+    .. math::
+        f_t = \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}), \qquad
+        b_f^{\text{eff}} = b_{if} + b_{hf} = \text{value}
+
+    PyTorch's LSTM has *two* bias vectors, ``bias_ih`` and ``bias_hh``, and adds both. The
+    double-bias pitfall: filling the forget rows (``H:2H``) of both with 1 gives an effective
+    forget bias of 2, not the 1 recommended by Gers et al. (2000) and Jozefowicz et al. (2015).
+    This function sets ``b_if = value`` and ``b_hf = 0``; the i, g, o rows are left untouched.
+    A forget bias of 1 starts the cell near :math:`f \approx \sigma(1) \approx 0.73`, so
+    :math:`\partial c_T/\partial c_t = \prod f_k` decays slowly at the start of training.
+
+    Args:
+        lstm: a ``torch.nn.LSTM`` (or subclass) with ``bias=True``; ``proj_size`` allowed.
+        value: the effective forget bias, a finite number.
+
+    Returns:
+        ``lstm``, changed in place.
+    """
+    _check_module("lstm", lstm)
+    if lstm.mode != "LSTM":
+        raise ValueError(f"lstm: forget_bias_ supports torch.nn.LSTM only (it has a forget gate), "
+                         f"got {type(lstm).__name__} (mode {lstm.mode})")
+    if not lstm.bias:
+        raise ValueError("lstm: expected an LSTM with bias=True, got bias=False "
+                         "(there is no forget bias to set)")
+    value = _check_number("value", value)
+    hidden = lstm.hidden_size
+    with torch.no_grad():
+        for suffix in _suffixes(lstm):
+            getattr(lstm, f"bias_ih{suffix}")[hidden:2 * hidden].fill_(value)
+            getattr(lstm, f"bias_hh{suffix}")[hidden:2 * hidden].zero_()
+    return lstm
