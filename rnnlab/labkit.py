@@ -80,9 +80,9 @@ def check(description: str) -> Iterator[None]:
     except Exception as exc:
         if _readable():
             print(f"✗ {description}: {_one_line(f'{type(exc).__name__}: {exc}')} "
-                  "(traceback below)", flush=True)
+                  "(traceback below)")
         raise
-    print(f"✓ {description}", flush=True)
+    print(f"✓ {description}")
 
 
 def close(actual, expected, atol: float = 1e-8, rtol: float = 1e-6) -> bool:
