@@ -1,15 +1,77 @@
 """The ``rnnlab`` command line: instructor tooling.
 
-``rnnlab release SOURCE DEST`` turns solution notebooks into student labs and
-``rnnlab grade SUBMISSIONS --source SOURCE --out grades.csv`` grades a folder of submissions.
+``rnnlab release SOURCE DEST`` turns solution notebooks into student labs,
+``rnnlab grade SUBMISSIONS --source SOURCE --out grades.csv`` grades a folder of submissions and
+``rnnlab feedback DETAILS --out DIR`` writes per-student feedback from a grading run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from rnnlab import __version__
+
+
+def _release(args: argparse.Namespace) -> int:
+    from rnnlab.grading.release import release
+
+    for path in release(args.source, args.dest):
+        print(path)
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    os.environ["RNNLAB_DEVICE"] = "cpu"            # tests compare against CPU tensors
+    from tqdm import tqdm
+
+    from rnnlab.grading import report
+    from rnnlab.grading.grade import SandboxUnavailable, grade, parse_memory
+    from rnnlab.grading.session import Limits
+
+    limits = Limits(args.cell_timeout, args.notebook_timeout, parse_memory(args.memory),
+                    args.setup_timeout)
+    sandbox = "require" if args.require_sandbox else "off" if args.no_sandbox else "auto"
+    bar = None
+
+    def progress(total):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="notebook", disable=args.quiet, file=sys.stderr)
+        else:
+            bar.update(1)
+
+    try:
+        results, isolated = grade(args.submissions, args.source, limits=limits, jobs=args.jobs,
+                                  sandbox=sandbox, progress=progress)
+    except SandboxUnavailable as exc:
+        print(f"rnnlab grade: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if bar is not None:
+            bar.close()
+    if not isolated:
+        print("WARNING: student code ran WITHOUT a sandbox (bwrap missing or --no-sandbox): it "
+              "could read the solutions and every file this user can, and use the network. "
+              "Install bubblewrap, or pass --require-sandbox to refuse.", file=sys.stderr)
+    out = Path(args.out)
+    report.write_grades(results, out)
+    report.write_summary(results, out.with_name(out.stem + "_summary.csv"))
+    details = report.write_details(results, out.with_name(out.stem + "_details.json"))
+    if args.feedback:
+        report.write_feedback(results, args.feedback)
+    print(f"graded {len(results)} notebooks → {out} (details: {details})")
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from rnnlab.grading import report
+
+    paths = report.write_feedback(report.read_details(args.details), args.out)
+    print(f"wrote {len(paths)} feedback files to {args.out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +80,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="Instructor tooling of the rnnlab course: release labs, grade submissions.",
     )
     parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    release = commands.add_parser("release", help="write student labs from solution notebooks")
+    release.add_argument("source", help="directory of solution notebooks (solutions/)")
+    release.add_argument("dest", help="directory to write the labs to (labs/)")
+    release.set_defaults(func=_release)
+
+    grade = commands.add_parser(
+        "grade", help="grade SUBMISSIONS/<student>/<lab>.ipynb into a CSV",
+        description="Rebuild each submission from the instructor's source, run the student's "
+                    "answer cells in a sandboxed kernel and the tests in the grader. Writes "
+                    "OUT, OUT_summary.csv and OUT_details.json (the input of `feedback`).")
+    grade.add_argument("submissions", help="directory with one sub-directory per student")
+    grade.add_argument("--source", required=True, help="directory of solution notebooks")
+    grade.add_argument("--out", default="grades.csv", help="CSV to write (default grades.csv)")
+    grade.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
+    grade.add_argument("--cell-timeout", type=float, default=60.0,
+                       help="seconds per cell or test (default 60)")
+    grade.add_argument("--setup-timeout", type=float, default=120.0,
+                       help="seconds for kernel start and each instructor set-up cell "
+                            "(default 120)")
+    grade.add_argument("--notebook-timeout", type=float, default=600.0,
+                       help="wall-clock seconds per submission (default 600)")
+    grade.add_argument("--memory", default="4G", help="memory per kernel (default 4G)")
+    grade.add_argument("--feedback", metavar="DIR", help="also write DIR/<student>.md")
+    box = grade.add_mutually_exclusive_group()
+    box.add_argument("--require-sandbox", action="store_true",
+                     help="fail instead of running student code without bwrap")
+    box.add_argument("--no-sandbox", action="store_true",
+                     help="run student code without bwrap (trusted submissions only)")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.set_defaults(func=_grade)
+
+    feedback = commands.add_parser("feedback", help="write per-student feedback (markdown)")
+    feedback.add_argument("details", help="the *_details.json written by `rnnlab grade`")
+    feedback.add_argument("--out", required=True, help="directory for <student>.md files")
+    feedback.set_defaults(func=_feedback)
     return parser
 
 

@@ -1,0 +1,144 @@
+"""One student kernel: start it in its sandbox, execute code with a deadline, kill it.
+
+The grader talks to the kernel only on the shell channel (execute requests and replies, over
+IPC sockets in the sandbox's shared directory). It never subscribes to IOPub, so whatever the
+student prints is dropped by the kernel's publisher and cannot fill the grader's memory or be
+mistaken for a result; results of proxied calls travel through files (see :mod:`remote`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+
+import zmq
+from jupyter_client.blocking import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
+
+from rnnlab.grading.sandbox import Sandbox
+
+__all__ = ["Outcome", "StudentKernel"]
+
+_POLL = 0.05
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one execution: ``status`` is ok, error, timeout or died."""
+
+    status: str
+    ename: str = ""
+    evalue: str = ""
+
+    @property
+    def memory(self) -> bool:
+        text = self.evalue.lower()
+        return self.ename == "MemoryError" or "can't allocate memory" in text \
+            or "out of memory" in text or "bad_alloc" in text
+
+
+class StudentKernel:
+    """An ipykernel process in a :class:`Sandbox`, driven over its shell channel.
+
+    Args:
+        sandbox: where the kernel runs (its directory must be fresh).
+        startup_timeout: seconds to wait for the kernel's first reply.
+    """
+
+    def __init__(self, sandbox: Sandbox, startup_timeout: float = 60.0):
+        if startup_timeout <= 0:
+            raise ValueError(f"startup_timeout: expected > 0 seconds, got {startup_timeout!r}")
+        self.sandbox = sandbox
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen | None = None
+        self.client: BlockingKernelClient | None = None
+
+    def start(self, deadline: float) -> Outcome:
+        """Start the kernel and wait until it answers (``died``/``timeout`` if it does not)."""
+        name = f"kernel-{uuid.uuid4().hex[:8]}"
+        host_file = self.sandbox.ipc / f"{name}.json"
+        inside_file = self.sandbox.ipc / f"{name}-inside.json"
+        info_file, info = write_connection_file(
+            str(host_file), transport="ipc", ip=str(self.sandbox.ipc / name))
+        inside_ip = self.sandbox.inside(self.sandbox.ipc / name)
+        ports = {k: info[k] for k in info if k.endswith("_port")}
+        write_connection_file(str(inside_file), transport="ipc", ip=inside_ip,
+                              key=info["key"].encode(), **ports)
+        self.process = subprocess.Popen(
+            self.sandbox.command(inside_file), env=self.sandbox.environment(),
+            cwd=self.sandbox.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        self.client = BlockingKernelClient(context=zmq.Context.instance())
+        self.client.load_connection_file(info_file)
+        self.client.start_channels(shell=True, iopub=False, stdin=False, hb=False,
+                                   control=False)
+        msg_id = self.client.kernel_info()
+        return self._wait(msg_id, min(deadline, time.monotonic() + self.startup_timeout))
+
+    def execute(self, code: str, deadline: float, silent: bool = False) -> Outcome:
+        """Run ``code`` and wait for its reply until ``deadline`` (``time.monotonic()``)."""
+        if not self.alive():
+            return Outcome("died")
+        msg_id = self.client.execute(code, silent=silent, store_history=False,
+                                     allow_stdin=False, stop_on_error=False)
+        return self._wait(msg_id, deadline)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _wait(self, msg_id: str, deadline: float) -> Outcome:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return Outcome("timeout")
+            try:
+                reply = self.client.get_shell_msg(timeout=min(_POLL, remaining))
+            except queue.Empty:
+                if not self.alive():
+                    return Outcome("died")
+                continue
+            if reply.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            content = reply.get("content", {})
+            if content.get("status") == "ok":
+                return Outcome("ok")
+            return Outcome("error", str(content.get("ename", "")),
+                           str(content.get("evalue", ""))[:2000])
+
+    def kill(self) -> None:
+        """Kill the kernel's whole process group (and, with bwrap, its PID namespace)."""
+        if self.client is not None:
+            self.client.stop_channels()
+            self.client = None
+        if self.process is None:
+            return
+        _kill_tree(self.process.pid)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.process = None
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``'s descendants (even those that left its session) and its group."""
+    try:
+        import psutil
+
+        children = psutil.Process(pid).children(recursive=True)
+    except Exception:          # psutil missing, or the process is already gone
+        children = []
+    for child in children:
+        try:
+            child.kill()
+        except Exception:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,199 @@
+"""Plain-data codec between the grader and a student kernel, and the kernel side of a call.
+
+Values cross the process boundary as JSON, never as pickles. The accepted *plain data* is:
+``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``, lists, tuples, dicts (keys plain),
+NumPy scalars (sent as Python numbers), NumPy arrays and torch tensors of numeric or bool
+dtype. An array or tensor of shape ``(d_1, …, d_n)`` travels as::
+
+    {"__tensor__": {"dtype": "float32", "shape": [d_1, …, d_n], "data": "<base64 bytes>"}}
+
+(``__ndarray__`` for NumPy), raw little-endian bytes, so values are bit-exact. Anything else —
+an object with a custom ``__eq__``, a module, a closure, a subclass of ``str`` — is rejected with
+``TypeError``. Decoding rebuilds fresh built-in objects, so nothing the student defined survives.
+
+This module is imported inside the student's kernel too (:func:`serve`), so it imports only the
+standard library; torch and NumPy are used only if already imported.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+
+__all__ = ["encode", "decode", "dumps", "loads", "serve", "MAX_DEPTH"]
+
+MAX_DEPTH = 32
+_TORCH_DTYPES = (
+    "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
+    "float64", "complex64", "complex128",
+)
+_NUMPY_KINDS = "biufc"
+
+
+def _tensor(value):
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        return None
+    name = str(value.dtype).removeprefix("torch.")
+    if name not in _TORCH_DTYPES or value.layout != torch.strided:
+        raise TypeError(f"not plain data: tensor of dtype {value.dtype}, layout {value.layout}")
+    plain = value.detach().to("cpu").as_subclass(torch.Tensor).contiguous()
+    raw = plain.reshape(-1).view(torch.uint8).numpy().tobytes() if plain.numel() else b""
+    return {"__tensor__": {"dtype": name, "shape": list(plain.shape),
+                           "data": base64.b64encode(raw).decode("ascii")}}
+
+
+def _array(value):
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return NotImplemented
+    if isinstance(value, numpy.generic):
+        if value.dtype.kind not in _NUMPY_KINDS:
+            raise TypeError(f"not plain data: numpy scalar of dtype {value.dtype}")
+        return value.item()
+    if type(value) is not numpy.ndarray:
+        return NotImplemented
+    if value.dtype.kind not in _NUMPY_KINDS:
+        raise TypeError(f"not plain data: array of dtype {value.dtype}")
+    plain = numpy.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+    return {"__ndarray__": {"dtype": plain.dtype.str, "shape": list(plain.shape),
+                            "data": base64.b64encode(plain.tobytes()).decode("ascii")}}
+
+
+def encode(value, depth: int = 0):
+    """Plain data → JSON-ready structure (tagged dicts for tuples, dicts, arrays, tensors).
+
+    Raises:
+        TypeError: ``value`` (or something inside it) is not plain data.
+        ValueError: nesting deeper than :data:`MAX_DEPTH`.
+    """
+    if depth > MAX_DEPTH:
+        raise ValueError(f"value: expected nesting depth <= {MAX_DEPTH}")
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind is complex:
+        return {"__complex__": [value.real, value.imag]}
+    if kind is list:
+        return [encode(v, depth + 1) for v in value]
+    if kind is tuple or type(value).__name__ == "Size" and isinstance(value, tuple):
+        return {"__tuple__": [encode(v, depth + 1) for v in tuple.__iter__(value)]}
+    if kind is dict:
+        return {"__dict__": [[encode(k, depth + 1), encode(v, depth + 1)]
+                             for k, v in dict.items(value)]}
+    tensor = _tensor(value)
+    if tensor is not None:
+        return tensor
+    array = _array(value)
+    if array is not NotImplemented:
+        return array
+    raise TypeError(f"not plain data: {kind.__module__}.{kind.__qualname__}")
+
+
+def _decode_tensor(spec):
+    import torch
+
+    name, shape, raw = spec["dtype"], spec["shape"], base64.b64decode(spec["data"])
+    if name not in _TORCH_DTYPES or not all(type(d) is int and d >= 0 for d in shape):
+        raise ValueError(f"bad tensor: dtype {name!r}, shape {shape!r}")
+    dtype = getattr(torch, name)
+    numel = 1
+    for d in shape:
+        numel *= d
+    if len(raw) != numel * torch.empty((), dtype=dtype).element_size():
+        raise ValueError(f"bad tensor: {len(raw)} bytes for shape {shape} of {name}")
+    if numel == 0:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(shape).clone()
+
+
+def _decode_array(spec):
+    import numpy
+
+    dtype = numpy.dtype(spec["dtype"])
+    shape = spec["shape"]
+    if dtype.kind not in _NUMPY_KINDS or not all(type(d) is int and d >= 0 for d in shape):
+        raise ValueError(f"bad array: dtype {dtype}, shape {shape!r}")
+    return numpy.frombuffer(base64.b64decode(spec["data"]), dtype=dtype).reshape(shape).copy()
+
+
+def _hook(obj: dict):
+    if len(obj) != 1:
+        raise ValueError(f"bad plain data: untagged object with keys {sorted(obj)[:5]}")
+    (tag, body), = obj.items()
+    if tag == "__tuple__":
+        return tuple(body)
+    if tag == "__dict__":
+        return {k: v for k, v in body}
+    if tag == "__complex__":
+        return complex(*body)
+    if tag == "__tensor__":
+        return _decode_tensor(body)
+    if tag == "__ndarray__":
+        return _decode_array(body)
+    raise ValueError(f"bad plain data: unknown tag {tag!r}")
+
+
+def decode(structure):
+    """The inverse of :func:`encode` (fresh built-in objects, tensors and arrays)."""
+    return loads(json.dumps(structure))
+
+
+def dumps(value) -> str:
+    """``json.dumps(encode(value))``."""
+    return json.dumps(encode(value))
+
+
+def loads(text: str):
+    """Decode a JSON text made by :func:`dumps`; ``ValueError`` on anything else."""
+    def hook(obj):
+        if set(obj) == {"dtype", "shape", "data"}:     # the spec inside a tensor or array tag
+            return obj
+        return _hook(obj)
+    return json.loads(text, object_hook=hook)
+
+
+def _error(exc: BaseException) -> dict:
+    try:
+        message = str(exc)[:2000]
+    except BaseException:      # a hostile __str__
+        message = "<unprintable>"
+    return {"error": {"type": type(exc).__name__, "message": message,
+                      "memory": isinstance(exc, MemoryError)
+                      or "can't allocate memory" in message or "out of memory" in message}}
+
+
+def serve(namespace: dict, request_path: str) -> None:
+    """Kernel side: answer the request in ``request_path`` and write its result file.
+
+    A request is ``{"op": "call", "name", "args", "kwargs", "result"}`` (call the answer and
+    encode what it returns) or ``{"op": "describe", "names", "result"}`` (for each answer name:
+    ``"callable"``, ``"missing"`` or its plain value). The result file gets ``{"ok": value}``
+    or ``{"error": {...}}``; it is written to a temporary name and renamed, so the grader never
+    reads half a file.
+    """
+    with open(request_path, encoding="utf-8") as handle:
+        request = json.load(handle)
+    try:
+        if request["op"] == "call":
+            function = namespace[request["name"]]
+            args, kwargs = loads(request["args"]), loads(request["kwargs"])
+            value = function(*args, **kwargs)
+        else:
+            value = {}
+            for name in request["names"]:
+                if name not in namespace:
+                    value[name] = {"kind": "missing"}
+                elif callable(namespace[name]):
+                    value[name] = {"kind": "callable"}
+                else:
+                    value[name] = {"kind": "value", "value": namespace[name]}
+        text = json.dumps({"ok": dumps(value)})
+    except BaseException as exc:     # the student's code may raise anything, even SystemExit
+        text = json.dumps(_error(exc))
+    partial = request["result"] + ".part"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, request["result"])

@@ -1,0 +1,133 @@
+"""What grading writes: grades.csv, the per-student summary, details JSON and feedback.
+
+``grades.csv`` has the header ``student,lab,test,points,max_points,flags``: one row per
+student × lab × graded test, sorted, flags ``;``-separated (the notebook's flags — missing,
+tampered, not_submitted, unreadable, and what happened while its set-up and answer cells ran —
+plus what happened during that test). Points are written as ``2`` or ``1.5``, never ``2.0``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from rnnlab.grading.runner import NotebookResult, TestResult
+
+__all__ = ["HEADER", "rows", "write_grades", "write_summary", "write_details", "read_details",
+           "feedback_markdown", "write_feedback", "FLAG_MEANINGS"]
+
+HEADER = ("student", "lab", "test", "points", "max_points", "flags")
+FLAG_MEANINGS = {
+    "error": "your code raised an error or returned something that is not plain data",
+    "kernel_died": "your code stopped the Python kernel (os._exit, a crash, a killed process)",
+    "memory": "your code ran out of the memory allowed",
+    "missing": "an answer cell was deleted or lost its metadata; it counted as unanswered",
+    "not_submitted": "no notebook was submitted for this lab",
+    "tampered": "a locked cell was edited or deleted; the original was used",
+    "timeout": "your code took longer than the time allowed",
+    "unreadable": "the submitted file is not a readable notebook",
+}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def rows(results: list[NotebookResult]) -> list[tuple[str, ...]]:
+    """The CSV rows (without header) of a list of notebook results, sorted."""
+    out = []
+    for result in results:
+        for test in result.tests:
+            flags = ";".join(sorted(set(result.flags) | set(test.flags)))
+            out.append((result.student, result.lab, test.test, _number(test.points),
+                        _number(test.max_points), flags))
+    return sorted(out)
+
+
+def write_grades(results: list[NotebookResult], path: str | Path) -> Path:
+    """Write grades.csv (LF line ends, UTF-8)."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(HEADER)
+        writer.writerows(rows(results))
+    return path
+
+
+def write_summary(results: list[NotebookResult], path: str | Path) -> Path:
+    """Write ``student,<lab>…,total,max_points``: one row per student, points per lab."""
+    labs = sorted({r.lab for r in results})
+    maxima = {r.lab: sum(t.max_points for t in r.tests) for r in results}
+    table: dict[str, dict[str, float]] = {}
+    for result in results:
+        table.setdefault(result.student, {})[result.lab] = sum(t.points for t in result.tests)
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("student", *labs, "total", "max_points"))
+        for student in sorted(table):
+            scores = [table[student].get(lab, 0.0) for lab in labs]
+            writer.writerow((student, *map(_number, scores), _number(sum(scores)),
+                             _number(sum(maxima[lab] for lab in labs))))
+    return path
+
+
+def write_details(results: list[NotebookResult], path: str | Path) -> Path:
+    """Write every result, with the feedback-safe messages, as JSON (input of ``feedback``)."""
+    data = [{"student": r.student, "lab": r.lab, "flags": sorted(r.flags),
+             "tests": [{"test": t.test, "points": t.points, "max_points": t.max_points,
+                        "flags": list(t.flags), "message": t.message} for t in r.tests]}
+            for r in sorted(results, key=lambda r: (r.student, r.lab))]
+    path = Path(path)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_details(path: str | Path) -> list[NotebookResult]:
+    """Read what :func:`write_details` wrote."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [NotebookResult(d["student"], d["lab"], set(d["flags"]),
+                           [TestResult(t["test"], t["points"], t["max_points"],
+                                       tuple(t["flags"]), t["message"]) for t in d["tests"]])
+            for d in data]
+
+
+def feedback_markdown(student: str, results: list[NotebookResult]) -> str:
+    """One student's feedback: per lab, points and each failed check.
+
+    Visible tests are described by their ``check`` description and assertion message; hidden
+    ones only as "hidden test N failed". No test code and no solution text appear.
+    """
+    lines = [f"# Feedback for {student}", ""]
+    for result in sorted(results, key=lambda r: r.lab):
+        scored = sum(t.points for t in result.tests)
+        total = sum(t.max_points for t in result.tests)
+        lines += [f"## {result.lab}: {_number(scored)} / {_number(total)} points", ""]
+        for flag in sorted(result.flags):
+            lines.append(f"- **{flag}**: {FLAG_MEANINGS.get(flag, flag)}")
+        for test in result.tests:
+            mark = "✓" if test.points == test.max_points else "✗"
+            line = f"- {mark} `{test.test}` ({_number(test.points)}/{_number(test.max_points)})"
+            if test.message:
+                line += f": {test.message}"
+            if test.flags:
+                line += f" [{', '.join(test.flags)}]"
+            lines.append(line)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_feedback(results: list[NotebookResult], directory: str | Path) -> list[Path]:
+    """Write ``directory/<student>.md`` for every student; returns the paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    by_student: dict[str, list[NotebookResult]] = {}
+    for result in results:
+        by_student.setdefault(result.student, []).append(result)
+    written = []
+    for student in sorted(by_student):
+        path = directory / f"{student}.md"
+        path.write_text(feedback_markdown(student, by_student[student]), encoding="utf-8")
+        written.append(path)
+    return written
