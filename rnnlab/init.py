@@ -146,17 +146,21 @@ def he_(module: torch.nn.RNNBase, *, generator: torch.Generator | None = None):
 # Recurrent matrices with controlled spectrum
 # --------------------------------------------------------------------------------------------
 
-def _orthogonal_block_(block: Tensor, gain: float, generator: torch.Generator | None) -> None:
-    """``block ← gain·Q``, Q Haar-distributed with orthonormal rows or columns."""
-    rows, cols = block.shape
-    dtype = block.dtype if block.dtype in (torch.float32, torch.float64) else torch.float32
-    a = torch.empty(max(rows, cols), min(rows, cols), dtype=dtype, device=block.device)
+def _orthogonal_blocks_(weight: Tensor, blocks: int, gain: float,
+                        generator: torch.Generator | None) -> None:
+    """Each of the ``blocks`` row blocks of ``weight`` ← gain·Q, Q Haar-distributed with
+    orthonormal columns (tall block) or rows (wide block); one batched QR per weight."""
+    rows, cols = weight.shape[0] // blocks, weight.shape[1]
+    dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+    a = torch.empty(blocks, max(rows, cols), min(rows, cols), dtype=dtype, device=weight.device)
     a.normal_(0.0, 1.0, generator=generator)
-    q, r = torch.linalg.qr(a)                          # (max, min), Qᵀ Q = I
+    q, r = torch.linalg.qr(a)                          # (G, max, min), Qᵀ Q = I
     # signs of diag(R) made positive, so Q is Haar-distributed (Mezzadri, 2007)
-    signs = torch.where(r.diagonal() < 0, -1.0, 1.0).to(dtype)
-    q = q * signs
-    block.copy_(gain * (q if rows >= cols else q.T))
+    signs = torch.where(r.diagonal(dim1=-2, dim2=-1) < 0, -1.0, 1.0).to(dtype)   # (G, min)
+    q = q * signs.unsqueeze(-2)
+    if rows < cols:
+        q = q.transpose(-2, -1)                        # (G, rows, cols), Q Qᵀ = I
+    weight.copy_(gain * q.reshape(weight.shape))
 
 
 def orthogonal_(module: torch.nn.RNNBase, gain: float = 1.0, *,
@@ -190,8 +194,11 @@ def orthogonal_(module: torch.nn.RNNBase, gain: float = 1.0, *,
     _check_module("module", module)
     gain = _check_number("gain", gain, minimum=0.0)
     with torch.no_grad():
-        for block in [*_blocks(module, "hh"), *_projections(module)]:
-            _orthogonal_block_(block, gain, generator)
+        for suffix in _suffixes(module):
+            _orthogonal_blocks_(getattr(module, f"weight_hh{suffix}"), _GATES[module.mode], gain,
+                                generator)
+        for weight_hr in _projections(module):
+            _orthogonal_blocks_(weight_hr, 1, gain, generator)
     return module
 
 

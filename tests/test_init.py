@@ -158,6 +158,15 @@ def test_orthogonal_with_proj_size_gives_semi_orthogonal_blocks():
                                    rtol=0, atol=1e-12)
 
 
+def test_orthogonal_draws_are_haar_distributed_not_sign_biased():
+    n = 400                                                         # Haar: √n·Q_ij ≈ N(0, 1)
+    rnn = init.orthogonal_(torch.nn.RNN(1, n, dtype=DTYPE),
+                           generator=torch.Generator().manual_seed(0))
+    diagonal = math.sqrt(n) * rnn.weight_hh_l0.detach().diagonal()
+    assert abs(diagonal.mean().item()) < 5 / math.sqrt(n)          # a raw QR biases its sign
+    assert diagonal.std().item() == pytest.approx(1.0, abs=0.15)
+
+
 def test_orthogonal_in_float32_is_orthogonal_to_float32_precision():
     rnn = init.orthogonal_(torch.nn.RNN(3, 256))
     q = rnn.weight_hh_l0.detach()
