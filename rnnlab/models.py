@@ -156,7 +156,8 @@ class _Unrolled:
                        mask: Tensor | None):
         """Run one layer in one direction over ``x`` (L, N, H_in); return (outputs, final)."""
         weights = self._weights(layer, direction)
-        gi = self._input_projection(x, weights)                 # (L, N, G*H): one matmul
+        # unbind, not gi[t]: the backward of L selects would write L full-size zero tensors
+        gi = self._input_projection(x, weights).unbind(0)       # L x (N, G*H): one matmul
         steps = range(x.shape[0] - 1, -1, -1) if direction else range(x.shape[0])
         outputs: list[Tensor] = [x] * x.shape[0]
         for t in steps:
