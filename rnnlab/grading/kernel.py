@@ -110,14 +110,35 @@ class StudentKernel:
             return Outcome("error", str(content.get("ename", "")),
                            str(content.get("evalue", ""))[:2000])
 
-    def kill(self) -> None:
-        """Kill the kernel's whole process group (and, with bwrap, its PID namespace)."""
-        if self.client is not None:
-            self.client.stop_channels()
-            self.client = None
+    def kill(self, grace: float = 1.0) -> None:
+        """Stop the kernel: ask it to exit, then SIGKILL its tree and process group.
+
+        Exiting on its own lets the sandbox reap it (its CPU time is then accounted to the
+        grader); whatever is left after ``grace`` seconds — a hung kernel, the processes it
+        started, even those that left its session — is killed, and with bwrap the whole PID
+        namespace goes with it.
+        """
         if self.process is None:
             return
-        _kill_tree(self.process.pid)
+        descendants = _descendants(self.process.pid)
+        if self.client is not None:
+            if self.alive() and grace > 0:
+                self.client.execute("import os; os._exit(0)", silent=True, store_history=False)
+                try:
+                    self.process.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    pass
+            self.client.stop_channels()
+            self.client = None
+        for child in descendants:
+            try:
+                child.kill()
+            except Exception:      # already gone
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -125,20 +146,11 @@ class StudentKernel:
         self.process = None
 
 
-def _kill_tree(pid: int) -> None:
-    """SIGKILL ``pid``'s descendants (even those that left its session) and its group."""
+def _descendants(pid: int) -> list:
+    """``pid``'s descendants as psutil processes (empty without psutil or once it is gone)."""
     try:
         import psutil
 
-        children = psutil.Process(pid).children(recursive=True)
+        return psutil.Process(pid).children(recursive=True)
     except Exception:          # psutil missing, or the process is already gone
-        children = []
-    for child in children:
-        try:
-            child.kill()
-        except Exception:
-            pass
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        return []

@@ -76,6 +76,7 @@ def write_summary(results: list[NotebookResult], path: str | Path) -> Path:
 def write_details(results: list[NotebookResult], path: str | Path) -> Path:
     """Write every result, with the feedback-safe messages, as JSON (input of ``feedback``)."""
     data = [{"student": r.student, "lab": r.lab, "flags": sorted(r.flags),
+             "seconds": round(r.seconds, 3),
              "tests": [{"test": t.test, "points": t.points, "max_points": t.max_points,
                         "flags": list(t.flags), "message": t.message} for t in r.tests]}
             for r in sorted(results, key=lambda r: (r.student, r.lab))]
@@ -89,7 +90,8 @@ def read_details(path: str | Path) -> list[NotebookResult]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return [NotebookResult(d["student"], d["lab"], set(d["flags"]),
                            [TestResult(t["test"], t["points"], t["max_points"],
-                                       tuple(t["flags"]), t["message"]) for t in d["tests"]])
+                                       tuple(t["flags"]), t["message"]) for t in d["tests"]],
+                           d.get("seconds", 0.0))
             for d in data]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import random
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class NotebookResult:
     lab: str
     flags: set[str] = field(default_factory=set)
     tests: list[TestResult] = field(default_factory=list)
+    seconds: float = 0.0          # wall-clock time spent grading it
 
 
 class AnswerProxy:
@@ -218,6 +220,7 @@ def grade_notebook(lab: LabNotebook, student: str, submission: str | Path | None
     Raises:
         SourceError: an instructor set-up cell failed in the grader's process.
     """
+    start = time.monotonic()
     result = NotebookResult(student, lab.name)
     submitted = _submitted_cells(Path(submission) if submission else None, result)
     if submitted is None:
@@ -258,4 +261,5 @@ def grade_notebook(lab: LabNotebook, student: str, submission: str | Path | None
                 result.flags.add(flag)
     finally:
         session.close()
+        result.seconds = time.monotonic() - start
     return result

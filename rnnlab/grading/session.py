@@ -100,7 +100,7 @@ class KernelSession:
         return min(self.deadline, time.monotonic() + seconds)
 
     def _fail(self, outcome: Outcome) -> Outcome:
-        self.close()
+        self.close(grace=0.0)
         if time.monotonic() >= self.deadline:
             self.broken = "timeout"
         return outcome
@@ -180,10 +180,10 @@ class KernelSession:
             raise StudentException.from_error(envelope["error"])
         return value
 
-    def close(self) -> None:
-        """Kill the kernel and delete its sandbox directory."""
+    def close(self, grace: float = 1.0) -> None:
+        """Stop the kernel (``grace`` seconds to exit by itself) and delete its directory."""
         if self.kernel is not None:
-            self.kernel.kill()
+            self.kernel.kill(grace)
         if self.sandbox is not None:
             self.sandbox.cleanup()
         self.sandbox = None
