@@ -32,3 +32,17 @@ def test_setup_returns_the_default_device(monkeypatch):
 def test_setup_rejects_seeds_that_are_not_non_negative_ints(seed):
     with pytest.raises(ValueError, match="seed: expected a non-negative int"):
         setup(seed)
+
+
+def test_setup_caps_torch_threads_and_can_leave_them_alone():
+    before = torch.get_num_threads()
+    try:
+        setup(num_threads=1)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        setup(num_threads=None)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="num_threads: expected a positive int"):
+            setup(num_threads=0)
+    finally:
+        torch.set_num_threads(before)
