@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from rnnlab.clipping import clip_grad_norm_, clip_grad_value_
 from rnnlab.tasks import Task
 
 __all__ = ["SequenceModel", "make_model", "History", "fit", "evaluate"]
@@ -148,11 +149,6 @@ def _total_norm(grads: list[Tensor]) -> Tensor:
 
 def _clipper(clip) -> Callable[[list[nn.Parameter]], tuple[float, float, bool]]:
     """Turn the ``clip`` argument into ``params -> (norm before, threshold, clipped)``."""
-    try:
-        from rnnlab.clipping import clip_grad_norm_, clip_grad_value_
-    except ImportError:                       # until rnnlab.clipping lands: torch's, same contract
-        from torch.nn.utils import clip_grad_norm_, clip_grad_value_
-
     if clip is None:
         return lambda params: (float(_total_norm([p.grad for p in params])), math.nan, False)
     if callable(clip):

@@ -6,12 +6,23 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import rnnlab.models
+from rnnlab.clipping import AdaptiveClipper
 from rnnlab.tasks import adding_task, copy_task, temporal_order_task
 from rnnlab.train import History, SequenceModel, evaluate, fit, make_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors on 2 shared cores: a second intra-op thread only adds contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def small_adding_model(seed: int = 0, kind: str = "rnn") -> tuple:
@@ -133,6 +144,17 @@ def test_adaptive_clipper_results_are_recorded():
     assert calls == [len(list(model.parameters()))] * 4
     assert history.grad_norm == [3.0] * 4 and history.threshold == [2.5] * 4
     assert history.clipped == [False, True, False, True] and history.clip_fraction == 0.5
+
+
+def test_adaptive_clipper_from_rnnlab_clipping_is_consistent():
+    task, model = small_adding_model()
+    history = fit(model, task, 12, lr=0.05, clip=AdaptiveClipper(percentile=50, window=5,
+                                                                  warmup=3), progress=False)
+    assert history.threshold[:3] == [math.inf] * 3
+    assert all(math.isfinite(t) for t in history.threshold[3:])
+    assert history.threshold[3] == pytest.approx(float(np.median(history.grad_norm[:3])))
+    assert history.clipped == [n > t for n, t in
+                               zip(history.grad_norm, history.threshold, strict=True)]
 
 
 def test_history_without_clipping_has_nan_threshold_and_increasing_time():
