@@ -1,11 +1,24 @@
-"""rnnlab: measure, explain and fix vanishing and exploding gradients in recurrent networks."""
+"""rnnlab: measure, explain and fix vanishing and exploding gradients in recurrent networks.
 
-from rnnlab import init
+Submodules, one concern each: ``cells`` (pure cell equations), ``models`` (RNN/LSTM/GRU with a
+step-by-step ``unroll``), ``init``, ``clipping``, ``jacobians``, ``diagnostics``, ``tasks``,
+``train``, ``plotting``, ``device``, ``notebook`` (page set-up), ``labkit`` (lab checks) and
+``grading`` (instructor tooling).
+"""
+
+from rnnlab import clipping, diagnostics, init, plotting, tasks, train
 from rnnlab.clipping import AdaptiveClipper, clip_grad_norm_, clip_grad_value_
 from rnnlab.device import default_device
 from rnnlab.models import GRU, LSTM, RNN
+from rnnlab.train import History, SequenceModel, fit, make_model
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "AdaptiveClipper", "clip_grad_norm_", "clip_grad_value_",
-           "default_device", "init", "__version__"]
+__all__ = [
+    "RNN", "LSTM", "GRU",
+    "AdaptiveClipper", "clip_grad_norm_", "clip_grad_value_",
+    "History", "SequenceModel", "fit", "make_model",
+    "default_device",
+    "clipping", "diagnostics", "init", "plotting", "tasks", "train",
+    "__version__",
+]
