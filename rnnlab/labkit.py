@@ -56,11 +56,12 @@ def setup(seed: int = 0) -> torch.device:
 def check(description: str) -> Iterator[None]:
     """Run the block as one named check; print ``✓ description`` when it passes.
 
-    On ``AssertionError`` or ``NotImplementedError`` inside an IPython shell where :func:`setup`
-    ran, the exception is re-raised with a one-line rendering, ``✗ description: message``, that
-    IPython shows in place of the traceback. Any other exception gets a one-line ``✗`` note
-    followed by its full traceback (it is a bug to debug, not a wrong value). Outside IPython
-    the original exception propagates unchanged and nothing is printed.
+    On ``AssertionError``, ``NotImplementedError`` or ``NameError`` (an answer not defined yet)
+    inside an IPython shell where :func:`setup` ran, the exception is re-raised with a one-line
+    rendering, ``✗ description: message``, that IPython shows in place of the traceback. Any
+    other exception gets a one-line ``✗`` note followed by its full traceback (it is a bug to
+    debug, not a wrong value). Outside IPython the original exception propagates unchanged and
+    nothing is printed.
 
     Raises:
         TypeError: ``description`` is not a string.
@@ -72,7 +73,7 @@ def check(description: str) -> Iterator[None]:
         raise ValueError("description: expected a non-empty string, got an empty one")
     try:
         yield
-    except (AssertionError, NotImplementedError) as exc:
+    except (AssertionError, NotImplementedError, NameError) as exc:
         if _readable():
             line = failure_line(description, exc)
             exc._render_traceback_ = lambda: [line]     # IPython's hook for a custom traceback
@@ -118,6 +119,8 @@ def failure_line(description: str, exc: BaseException) -> str:
     """The one line a failed check shows: ``✗ description: message``."""
     if isinstance(exc, NotImplementedError):
         return f"✗ {description}: {NOT_IMPLEMENTED}"
+    if isinstance(exc, NameError):
+        return f"✗ {description}: {_one_line(str(exc))} — run the cell above that defines it"
     message = _one_line(str(exc)) or "assertion failed"
     return f"✗ {description}: {message}"
 

@@ -74,6 +74,8 @@ def test_failure_line_names_description_and_message():
     assert failure_line("grads", AssertionError("W_hh wrong")) == "✗ grads: W_hh wrong"
     assert failure_line("grads", AssertionError()) == "✗ grads: assertion failed"
     assert failure_line("grads", NotImplementedError()) == f"✗ grads: {NOT_IMPLEMENTED}"
+    assert failure_line("q1", NameError("name 'answer_q1' is not defined")) == (
+        "✗ q1: name 'answer_q1' is not defined — run the cell above that defines it")
 
 
 def test_failure_line_is_one_line_even_for_multiline_messages():
@@ -142,6 +144,7 @@ def test_in_a_kernel_failures_show_one_line_and_stop_run_all():
         'def f():\n    raise NotImplementedError()\nwith check("answer f"):\n    f()',
         'assert 1 == 2, "plain assert outside check"',
         'with check("crashes"):\n    {}["missing"]',
+        'with check("question"):\n    assert answer_q == "a"',
     ])
     # before setup: still an error (Run All stops), with IPython's usual rendering
     before = [out for out in cells[1].outputs if out.output_type == "error"]
@@ -158,3 +161,6 @@ def test_in_a_kernel_failures_show_one_line_and_stop_run_all():
     crash = _text(cells[7])
     assert crash.startswith("✗ crashes: KeyError: 'missing' (traceback below)\n")
     assert "KeyError" in crash.split("\n", 1)[1]
+    # an answer that was never defined: one line too
+    assert _text(cells[8]) == ("✗ question: name 'answer_q' is not defined — run the cell above "
+                               "that defines it")
