@@ -17,9 +17,10 @@ A test scores all its points when it runs to the end, none otherwise.
 from __future__ import annotations
 
 import ast
+import io
 import random
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,14 @@ class _Unanswered:
     __getattr__ = __getitem__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _missing
 
 
+@contextmanager
+def _quiet():
+    """Swallow what instructor cells print in the grader (the CSV is the grader's output)."""
+    sink = io.StringIO()
+    with redirect_stdout(sink), redirect_stderr(sink):
+        yield
+
+
 def _normal(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.strip().splitlines())
 
@@ -171,7 +180,8 @@ def _run_test(cell: LabCell, setup_ns: dict, answers: set[str], session: KernelS
                 namespace[name] = described[name]["value"]
             else:
                 namespace[name] = _Unanswered(name)
-        exec(compile(cell.source, filename, "exec"), namespace)
+        with _quiet():
+            exec(compile(cell.source, filename, "exec"), namespace)
     except BaseException as exc:   # noqa: B036 — a GradingEvent is a BaseException on purpose
         if isinstance(exc, GradingEvent):
             events.append(exc.flag)
@@ -242,7 +252,8 @@ def grade_notebook(lab: LabNotebook, student: str, submission: str | Path | None
                 continue
             if cell.kind == "setup":
                 try:
-                    exec(compile(cell.source, f"<setup {cell.grade_id}>", "exec"), setup_ns)
+                    with _quiet():
+                        exec(compile(cell.source, f"<setup {cell.grade_id}>", "exec"), setup_ns)
                 except Exception as exc:
                     raise SourceError(f"{lab.name}: set-up cell {cell.grade_id} failed in the "
                                       f"grader: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,201 @@
+"""How fast does `rnnlab grade` go, and does it meet 300 students × 5 labs in 20 min on 2 cores?
+
+Two measurements, both printed as medians:
+
+1. Kernel cost, interleaved A/B: start a sandboxed kernel and run a lab's set-up cells;
+   CPU seconds (user + sys of the kernel and bwrap, sampled from /proc) and wall seconds,
+   with the grader's lean launcher (no matplotlib inline backend) against the plain one.
+2. End to end: ``rnnlab grade --jobs J`` on N synthetic students × the labs of ``solutions/``
+   (half answer everything right, half submit the untouched lab), or × 5 copies of the test
+   fixture lab while ``solutions/`` is empty. Projection for 300 students × 5 labs:
+   wall = wall per notebook × 1500, and cpu-bound = CPU per notebook × 1500 / 2 cores — the
+   time on a dedicated 2-core machine, which a shared, loaded machine cannot show by wall time.
+
+    python bench/bench_grading.py --students 6 --jobs 2 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+
+from rnnlab.grading import sandbox as sandbox_module
+from rnnlab.grading.kernel import StudentKernel
+from rnnlab.grading.notebook import parse_lab, read_notebook
+from rnnlab.grading.release import release
+from rnnlab.grading.sandbox import Sandbox, bwrap_available
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "solutions" / "fx_lab.ipynb"
+LEAN_LAUNCHER = sandbox_module.LAUNCHER
+PLAIN_LAUNCHER = "\n".join(line for line in LEAN_LAUNCHER.splitlines()
+                           if "matplotlib_inline" not in line) + "\n"
+
+
+class CpuSampler:
+    """CPU seconds used by the descendants of ``root`` (a pid), sampled every ``period`` s.
+
+    The kernels live in a PID namespace and are killed rather than reaped by us, so
+    ``RUSAGE_CHILDREN`` never sees them; sampling ``/proc`` does (it misses at most the last
+    ``period`` seconds of each process).
+    """
+
+    def __init__(self, root: int, period: float = 0.1):
+        self.root, self.period, self.seen = psutil.Process(root), period, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for process in self.root.children(recursive=True):
+                    try:
+                        times = process.cpu_times()
+                        self.seen[(process.pid, process.create_time())] = times.user + times.system
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            self._stop.wait(self.period)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
+
+
+def kernel_cost(setup_sources: list[str], launcher: str) -> tuple[float, float]:
+    """(wall, cpu) seconds to start a kernel, run the set-up cells and exit."""
+    sandbox_module.LAUNCHER = launcher
+    box = Sandbox(tempfile.mkdtemp(prefix="rnnlab-bench-"), bwrap_available(), 4 * 2**30)
+    kernel = StudentKernel(box, startup_timeout=300)
+    start = time.monotonic()
+    try:
+        with CpuSampler(os.getpid()) as sampler:
+            outcomes = [kernel.start(time.monotonic() + 300)]
+            outcomes += [kernel.execute(s, time.monotonic() + 300) for s in setup_sources]
+        if any(o.status != "ok" for o in outcomes):
+            raise RuntimeError(f"set-up failed in the kernel: {outcomes}")
+        wall = time.monotonic() - start
+    finally:
+        kernel.kill()
+        box.cleanup()
+    return wall, sampler.seconds
+
+
+def source_labs(work: Path) -> Path:
+    """solutions/ when it has notebooks, else 5 renamed copies of the fixture lab."""
+    solutions = ROOT / "solutions"
+    if sorted(solutions.glob("*.ipynb")):
+        return solutions
+    fake = work / "source"
+    fake.mkdir()
+    for index in range(1, 6):
+        (fake / f"{index:02d}_fixture.ipynb").write_bytes(FIXTURE.read_bytes())
+    return fake
+
+
+def make_submissions(source: Path, work: Path, students: int) -> Path:
+    release(source, work / "labs")
+    submissions = work / "submissions"
+    for path in sorted(source.glob("*.ipynb")):
+        solution = read_notebook(path)
+        answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
+                   if c.metadata["nbgrader"].get("solution")}
+        lab = read_notebook(work / "labs" / path.name)
+        for number in range(students):
+            notebook = copy.deepcopy(lab)
+            if number % 2 == 0:
+                for cell in notebook.cells:
+                    cell.source = answers.get(cell.metadata["nbgrader"]["grade_id"], cell.source)
+            folder = submissions / f"student{number:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook, folder / path.name)
+    return submissions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=6)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="A/B kernel repeats")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rnnlab-bench-") as tmp:
+        work = Path(tmp)
+        source = source_labs(work)
+        labs = sorted(source.glob("*.ipynb"))
+        first = parse_lab(read_notebook(labs[0]), labs[0].stem)
+        setup = [c.source for c in first.cells if c.kind == "setup" and not c.skip]
+        print(f"sandbox: {'bwrap' if bwrap_available() else 'none'}; labs: "
+              f"{[p.stem for p in labs]}")
+        no_pyplot = [s.replace("import matplotlib.pyplot as plt\n", "") for s in setup]
+        variants = {"lean launcher": (setup, LEAN_LAUNCHER),
+                    "plain launcher": (setup, PLAIN_LAUNCHER),
+                    "lean launcher, set-up without pyplot": (no_pyplot, LEAN_LAUNCHER),
+                    "lean launcher, `import torch` only": (["import torch"], LEAN_LAUNCHER)}
+        costs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        for _ in range(args.repeats):                     # interleaved
+            for name, (sources, launcher) in variants.items():
+                costs[name].append(kernel_cost(sources, launcher))
+        sandbox_module.LAUNCHER = LEAN_LAUNCHER
+        base = costs["lean launcher"]
+        for name, values in costs.items() if args.repeats else ():
+            wall = statistics.median(v[0] for v in values)
+            cpu = statistics.median(v[1] for v in values)
+            ratio = statistics.median(v[1] / b[1] for v, b in zip(values, base, strict=True))
+            print(f"kernel start + set-up of {labs[0].stem}, {name}: median wall {wall:.2f} s, "
+                  f"cpu {cpu:.2f} s ({ratio:.2f} x lean, median of paired ratios)")
+
+        submissions = make_submissions(source, work, args.students)
+        start = time.monotonic()
+        command = [sys.executable, "-m", "rnnlab", "grade", str(submissions), "--source",
+                   str(source), "--out", str(work / "grades.csv"), "--jobs", str(args.jobs),
+                   "--quiet"]
+        with subprocess.Popen(command, stdout=subprocess.DEVNULL) as process:
+            with CpuSampler(process.pid) as sampler:
+                if process.wait() != 0:
+                    raise RuntimeError(f"rnnlab grade failed with exit code {process.returncode}")
+        wall = time.monotonic() - start
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)   # the grader process itself
+        cpu = sampler.seconds + usage.ru_utime + usage.ru_stime
+        details = json.loads((work / "grades_details.json").read_text())
+        count = len(details)
+        per_notebook = statistics.median(d["seconds"] for d in details)
+        flagged = [(d["student"], d["lab"], d["flags"], [(t["test"], t["flags"], t["message"])
+                                                         for t in d["tests"] if t["flags"]])
+                   for d in details if d["flags"] or any(t["flags"] for t in d["tests"])]
+        for entry in flagged:
+            print("flagged:", *entry)
+        print(f"graded {count} notebooks ({args.students} students x {len(labs)} labs, "
+              f"{len(flagged)} flagged) with --jobs {args.jobs}: wall {wall:.1f} s, "
+              f"cpu {cpu:.1f} s")
+        print(f"per notebook: {wall / count:.2f} s wall (run / notebooks), "
+              f"{per_notebook:.2f} s median inside a worker, {cpu / count:.2f} s cpu")
+        total = 300 * 5
+        print(f"projected 300 students x 5 labs: {wall / count * total / 60:.1f} min at this "
+              f"run's wall rate; {cpu / count * total / 2 / 60:.1f} min cpu-bound on 2 "
+              f"dedicated cores (goal <= 20 min)")
+
+
+if __name__ == "__main__":
+    main()
