@@ -16,8 +16,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "solutions"
 
 
 def _solution_lines(notebook) -> set[str]:
-    """Every non-blank line strictly inside a solution or hidden-test region."""
-    lines, inside = set(), False
+    """Non-blank lines inside solution or hidden-test regions and nowhere else in the source."""
+    inside_lines, outside_lines, inside = set(), set(), False
     for cell in notebook.cells:
         for line in cell.source.splitlines():
             text = line.strip()
@@ -25,9 +25,14 @@ def _solution_lines(notebook) -> set[str]:
                 inside = True
             elif text in ("### END SOLUTION", "### END HIDDEN TESTS"):
                 inside = False
-            elif inside and text:
-                lines.add(text)
-    return lines
+            elif text:
+                (inside_lines if inside else outside_lines).add(text)
+    return inside_lines - outside_lines
+
+
+def _lines(path: Path) -> set[str]:
+    return {line.strip() for cell in read_notebook(path).cells
+            for line in cell.source.splitlines()}
 
 
 def test_release_twice_gives_identical_bytes(tmp_path):
@@ -43,6 +48,7 @@ def test_release_leaks_no_solution_or_hidden_test_text(tmp_path):
     text = (tmp_path / "fx_lab.ipynb").read_text(encoding="utf-8")
     secret = _solution_lines(read_notebook(FIXTURE / "fx_lab.ipynb"))
     assert len(secret) >= 6
+    assert not secret & _lines(tmp_path / "fx_lab.ipynb")
     for line in secret:
         assert line not in text
     for marker in ("SOLUTION-TOKEN", "HIDDEN-TOKEN", "### BEGIN", "### END"):
@@ -129,6 +135,6 @@ def test_repository_labs_equal_a_fresh_release_of_solutions(root, tmp_path):
     assert sorted(p.name for p in (root / "labs").glob("*.ipynb")) == fresh
     for name in fresh:
         assert (root / "labs" / name).read_bytes() == (tmp_path / name).read_bytes(), name
-        for line in _solution_lines(read_notebook(root / "solutions" / name)):
-            assert line not in (tmp_path / name).read_text(encoding="utf-8"), (name, line)
+        leaked = _solution_lines(read_notebook(root / "solutions" / name)) & _lines(tmp_path / name)
+        assert not leaked, (name, leaked)
         parse_lab(read_notebook(root / "solutions" / name), name)
