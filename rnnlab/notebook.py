@@ -48,10 +48,20 @@ def setup(seed: int = 0, num_threads: int | None = 1) -> torch.device:
         "axes.spines.top": False,
         "axes.spines.right": False,
     })
-    try:
-        from matplotlib_inline.backend_inline import set_matplotlib_formats
-    except ImportError:
-        pass
-    else:
-        set_matplotlib_formats("png")
+    _png_figures_in_ipython()
     return default_device()
+
+
+def _png_figures_in_ipython() -> None:
+    """Ask a running IPython for PNG figures; in plain Python do nothing (and start no shell)."""
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    if get_ipython() is None:
+        return
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    set_matplotlib_formats("png")

@@ -46,3 +46,13 @@ def test_setup_caps_torch_threads_and_can_leave_them_alone():
             setup(num_threads=0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_setup_in_plain_python_starts_no_ipython_shell():
+    import subprocess
+    import sys
+
+    code = ("import rnnlab.notebook as n; n.setup(); import sys; "
+            "from IPython import get_ipython; print(get_ipython() is None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
