@@ -2,9 +2,9 @@
 
 Two measurements, both printed as medians:
 
-1. Kernel cost, interleaved A/B: start a sandboxed kernel and run a lab's set-up cells;
-   CPU seconds (user + sys of the kernel and bwrap, sampled from /proc) and wall seconds,
-   with the grader's lean launcher (no matplotlib inline backend) against the plain one.
+1. Kernel cost, variants interleaved: start a sandboxed kernel and run the first lab's set-up
+   cells as written, without their ``import matplotlib.pyplot``, or only ``import torch``;
+   CPU seconds (user + sys of the kernel and bwrap, sampled from /proc) and wall seconds.
 2. End to end: ``rnnlab grade --jobs J`` on N synthetic students × the labs of ``solutions/``
    (half answer everything right, half submit the untouched lab), or × 5 copies of the test
    fixture lab while ``solutions/`` is empty. Projection for 300 students × 5 labs:
@@ -40,9 +40,7 @@ from rnnlab.grading.sandbox import Sandbox, bwrap_available
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "solutions" / "fx_lab.ipynb"
-LEAN_LAUNCHER = sandbox_module.LAUNCHER
-PLAIN_LAUNCHER = "\n".join(line for line in LEAN_LAUNCHER.splitlines()
-                           if "matplotlib_inline" not in line) + "\n"
+LAUNCHER = sandbox_module.LAUNCHER
 
 
 class CpuSampler:
@@ -149,22 +147,21 @@ def main() -> None:
         print(f"sandbox: {'bwrap' if bwrap_available() else 'none'}; labs: "
               f"{[p.stem for p in labs]}")
         no_pyplot = [s.replace("import matplotlib.pyplot as plt\n", "") for s in setup]
-        variants = {"lean launcher": (setup, LEAN_LAUNCHER),
-                    "plain launcher": (setup, PLAIN_LAUNCHER),
-                    "lean launcher, set-up without pyplot": (no_pyplot, LEAN_LAUNCHER),
-                    "lean launcher, `import torch` only": (["import torch"], LEAN_LAUNCHER)}
+        variants = {"the lab's set-up cells": (setup, LAUNCHER),
+                    "set-up without `import matplotlib.pyplot`": (no_pyplot, LAUNCHER),
+                    "`import torch` only": (["import torch"], LAUNCHER)}
         costs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
         for _ in range(args.repeats):                     # interleaved
             for name, (sources, launcher) in variants.items():
                 costs[name].append(kernel_cost(sources, launcher))
-        sandbox_module.LAUNCHER = LEAN_LAUNCHER
-        base = costs["lean launcher"]
+        sandbox_module.LAUNCHER = LAUNCHER
+        base = costs["the lab's set-up cells"]
         for name, values in costs.items() if args.repeats else ():
             wall = statistics.median(v[0] for v in values)
             cpu = statistics.median(v[1] for v in values)
             ratio = statistics.median(v[1] / b[1] for v, b in zip(values, base, strict=True))
             print(f"kernel start + set-up of {labs[0].stem}, {name}: median wall {wall:.2f} s, "
-                  f"cpu {cpu:.2f} s ({ratio:.2f} x lean, median of paired ratios)")
+                  f"cpu {cpu:.2f} s ({ratio:.2f} x the lab's, median of paired ratios)")
 
         submissions = make_submissions(source, work, args.students)
         start = time.monotonic()
