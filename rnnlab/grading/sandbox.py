@@ -142,9 +142,10 @@ class Sandbox:
             raise RuntimeError("bwrap: expected on PATH for an isolated sandbox, found none")
         return [
             bwrap, *_binds(_SYSTEM, "--ro-bind"), *_binds(_ETC, "--ro-bind"),
-            *_binds(python_paths(), "--ro-bind"),
             "--proc", "/proc", "--dev", "/dev",
             "--bind", str(self.tmp), "/tmp", "--bind", str(self.ipc), INSIDE_IPC,
+            # after /tmp: a checkout (and its venv) under /tmp must not be hidden by it
+            *_binds(python_paths(), "--ro-bind"),
             "--chdir", "/tmp", "--unshare-all", "--new-session", "--die-with-parent",
             "--hostname", "sandbox", "--", *kernel,
         ]
