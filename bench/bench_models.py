@@ -7,7 +7,10 @@ For each cell type, times (interleaved, median of many repeats, same process):
 * ``unroll``: ``rnnlab.X.unroll`` (step by step, every h_t visible to autograd),
 * ``cell loop``: a Python loop of ``torch.nn.XCell`` — the naive step-by-step baseline.
 
-Run: ``python bench/bench_models.py [--batch 32 --steps 100 --input 2 --hidden 128]``.
+Each sample is the fastest of three back-to-back calls (an interruption by another process only
+ever adds time), samples of the four variants alternate, and the median sample is reported.
+
+Run: ``python bench/bench_models.py [--batch 32 --steps 100 --input 2 --hidden 128 --threads 1]``.
 """
 
 from __future__ import annotations
@@ -58,9 +61,12 @@ def measure(kind: str, batch: int, steps: int, input_size: int, hidden: int, rep
         run()
     for _ in range(repeats):
         for name, run in variants.items():             # interleaved: drift hits all alike
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+            best = float("inf")
+            for _ in range(3):
+                start = time.perf_counter()
+                run()
+                best = min(best, time.perf_counter() - start)
+            times[name].append(best)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -70,11 +76,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--input", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     print(f"forward+backward, B={args.batch} T={args.steps} I={args.input} H={args.hidden}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of "
-          f"{args.repeats} interleaved repeats; ratio = time / torch fused")
+          f"{args.repeats} interleaved samples (each the best of 3); ratio = time / torch fused")
     print(f"{'model':6} {'torch ms':>9} {'forward':>8} {'unroll':>8} {'cell loop':>10}")
     for kind in ("LSTM", "GRU", "RNN"):
         t = measure(kind, args.batch, args.steps, args.input, args.hidden, args.repeats)
