@@ -1,0 +1,130 @@
+"""All T+1 products ∂s_T/∂s_t: rnnlab.jacobians against the naive autograd way, same run.
+
+* ``naive``: for each t, ``torch.autograd.functional.jacobian`` of s_T with respect to s_t,
+  running torch's fused module from s_t over x_{t+1..T} (the states s_t are precomputed and
+  not timed, which favours the naive way).
+* ``fast``: :func:`rnnlab.jacobians.state_jacobians` (closed-form step Jacobians, then the
+  backward cumulative product).
+
+The two are interleaved (one naive t, then one fast run) so that load drift hits both; ``fast``
+is the median of its runs. For RNN tanh the naive way is run for every t; for LSTM and GRU it is
+run on every ``--stride``-th t only and its total EXTRAPOLATED by a least-squares fit
+cost(t) = a + b·(T − t) summed over all t (the same extrapolation is printed for tanh next to its
+measured total, as a check). The largest relative difference between the two results is
+printed over the measured t whose product is above 1e-20 (below, float32 reaches its
+subnormals and both ways lose their digits). Then the time of
+:func:`rnnlab.jacobians.jacobian_log_norms` at T = 10,000 in float32 (median of 3).
+
+Run: ``python bench/bench_jacobians.py [--hidden 64 --steps 200 --stride 10]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from rnnlab.jacobians import jacobian_log_norms, state_jacobians
+
+MODELS = {"RNN tanh": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}
+
+
+def _final_state(model, x, s):
+    if isinstance(model, torch.nn.LSTM):
+        h, c = s.chunk(2, dim=-1)
+        _, (hn, cn) = model(x, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
+        return torch.cat((hn[0], cn[0]), -1)
+    return model(x, s.unsqueeze(0).contiguous())[1][0]
+
+
+def _states(model, x, size):
+    """s_0..s_{T-1} by torch's module (s_0 = 0), as (1, S) tensors."""
+    s0 = x.new_zeros((1, size))
+    return [s0] + [_final_state(model, x[:t], s0).detach() for t in range(1, x.shape[0])]
+
+
+def _naive(model, x, states, t):
+    return torch.autograd.functional.jacobian(lambda s: _final_state(model, x[t:], s), states[t])
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def _extrapolate(ts, costs, steps):
+    """Least-squares cost(t) = a + b (T - t) on the measured t, summed over t = 0..T-1."""
+    lags = torch.tensor([steps - t for t in ts], dtype=torch.float64)
+    A = torch.stack((torch.ones_like(lags), lags), dim=1)
+    a, b = torch.linalg.lstsq(A, torch.tensor(costs, dtype=torch.float64).unsqueeze(1)).solution
+    all_lags = torch.arange(1, steps + 1, dtype=torch.float64)
+    return float((a + b * all_lags).sum())
+
+
+def compare(name, hidden, steps, input_size, stride):
+    torch.manual_seed(0)
+    model = MODELS[name](input_size, hidden)
+    size = 2 * hidden if name == "LSTM" else hidden
+    x = torch.randn(steps, 1, input_size)
+    states = _states(model, x, size)
+    state_jacobians(model, x)                                    # warm-up
+    ts = list(range(0, steps, 1 if name == "RNN tanh" else stride))
+    naive, fast = {}, []
+    check = 0.0
+    for t in ts:
+        naive[t], jac = _timed(lambda t=t: _naive(model, x, states, t))
+        elapsed, products = _timed(lambda: state_jacobians(model, x))
+        fast.append(elapsed)
+        scale = jac.abs().max()
+        if scale > 1e-20:                  # smaller products reach float32's subnormals
+            check = max(check, float((products[t, 0] - jac[0, :, 0, :]).abs().max() / scale))
+    fast_s = statistics.median(fast)
+    subset = [t for t in ts if t % stride == 0]
+    estimate = _extrapolate(subset, [naive[t] for t in subset], steps)
+    if name == "RNN tanh":
+        naive_s, how = sum(naive.values()), f"measured for all {steps} t"
+        note = f"  (extrapolation from every {stride}th t would give {estimate:.2f} s)"
+    else:
+        naive_s, how = estimate, f"EXTRAPOLATED from {len(subset)} of {steps} t"
+        note = ""
+    print(f"{name:8s} H={hidden} T={steps}: naive {naive_s:7.2f} s ({how}), "
+          f"fast {fast_s * 1e3:6.2f} ms (median of {len(fast)}), "
+          f"ratio {naive_s / fast_s:5.0f}x; max rel. diff where |naive| > 1e-20: {check:.1e}"
+          f"{note}")
+
+
+def log_norm_time(name, hidden, steps, input_size):
+    torch.manual_seed(0)
+    model = MODELS[name](input_size, hidden)
+    x = torch.randn(steps, 1, input_size)
+    times, result = [], None
+    for _ in range(3):
+        elapsed, result = _timed(lambda: jacobian_log_norms(model, x))
+        times.append(elapsed)
+    finite = bool(result.isfinite().all())
+    print(f"jacobian_log_norms {name:8s} H={hidden} T={steps} float32: "
+          f"{statistics.median(times):.2f} s (median of 3), all finite: {finite}, "
+          f"log-norm at t=0: {result[0, 0].item():.0f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--input", type=int, default=8)
+    parser.add_argument("--stride", type=int, default=10)
+    parser.add_argument("--long", type=int, default=10_000)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, float32, B=1")
+    for name in MODELS:
+        compare(name, args.hidden, args.steps, args.input, args.stride)
+    for name, hidden in (("RNN tanh", 32), ("RNN tanh", 64), ("GRU", 64), ("LSTM", 32),
+                         ("LSTM", 64)):
+        log_norm_time(name, hidden, args.long, args.input)
+
+
+if __name__ == "__main__":
+    main()
