@@ -6,7 +6,7 @@ step-by-step ``unroll``), ``init``, ``clipping``, ``jacobians``, ``diagnostics``
 ``grading`` (instructor tooling).
 """
 
-from rnnlab import clipping, diagnostics, init, plotting, tasks, train
+from rnnlab import clipping, diagnostics, init, jacobians, plotting, tasks, train
 from rnnlab.clipping import AdaptiveClipper, clip_grad_norm_, clip_grad_value_
 from rnnlab.device import default_device
 from rnnlab.models import GRU, LSTM, RNN
@@ -19,6 +19,6 @@ __all__ = [
     "AdaptiveClipper", "clip_grad_norm_", "clip_grad_value_",
     "History", "SequenceModel", "fit", "make_model",
     "default_device",
-    "clipping", "diagnostics", "init", "plotting", "tasks", "train",
+    "clipping", "diagnostics", "init", "jacobians", "plotting", "tasks", "train",
     "__version__",
 ]
