@@ -36,7 +36,7 @@ def _check_tensor(name: str, value, dims: tuple[int, ...]) -> None:
         raise ValueError(f"{name}: expected a {allowed} tensor, got shape {tuple(value.shape)}")
 
 
-def _check_like(name: str, value: Tensor, ref_name: str, ref: Tensor) -> None:
+def check_like(name: str, value: Tensor, ref_name: str, ref: Tensor) -> None:
     if value.dtype != ref.dtype:
         raise TypeError(f"{name}: expected dtype {ref.dtype} (the dtype of {ref_name}), "
                         f"got {value.dtype}")
@@ -72,12 +72,12 @@ def check_cell_args(input: Tensor, states: list[tuple[str, Tensor, int]], weight
             _check_tensor(name, bias, (1,))
             if bias.shape[0] != rows:
                 raise ValueError(f"{name}: expected shape ({rows},), got {tuple(bias.shape)}")
-            _check_like(name, bias, "input", input)
+            check_like(name, bias, "input", input)
     for name, weight in (("weight_ih", weight_ih), ("weight_hh", weight_hh)):
-        _check_like(name, weight, "input", input)
+        check_like(name, weight, "input", input)
     for name, state, size in states:
         _check_tensor(name, state, (1, 2))
-        _check_like(name, state, "input", input)
+        check_like(name, state, "input", input)
         if state.dim() != input.dim():
             raise ValueError(f"{name}: expected {input.dim()}-D like input "
                              f"(batched iff input is), got shape {tuple(state.shape)}")

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from rnnlab.cells import gru_step, lstm_step, rnn_step
+from rnnlab.cells import check_like, gru_step, lstm_step, rnn_step
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
@@ -96,12 +96,7 @@ class _Unrolled:
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: expected last dimension input_size={self.input_size}, "
                              f"got shape {tuple(x.shape)}")
-        if x.dtype != weight.dtype:
-            raise TypeError(f"{name}: expected dtype {weight.dtype} (the parameters' dtype), "
-                            f"got {x.dtype}")
-        if x.device != weight.device:
-            raise ValueError(f"{name}: expected device {weight.device} (the parameters' "
-                             f"device), got {x.device}")
+        check_like(name, x, "the parameters", weight)
         return x
 
     def _state_sizes(self) -> tuple[int, ...]:
