@@ -358,3 +358,74 @@ def test_real_solutions_score_full_marks_and_released_labs_zero(root, tmp_path):
         expected = maximum if result.student == "perfect" else 0
         assert scored == expected, (result.student, result.lab,
                                     [(t.test, t.points, t.message) for t in result.tests])
+
+
+NO_PROCESS = ("import os\n"
+              "def _sleeping():\n"
+              "    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+              "        try:\n"
+              "            if b'sleep' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
+              "                return True\n"
+              "        except OSError:\n"
+              "            pass\n"
+              "    return False\n"
+              "answer_choice = 'x' if _sleeping() else 'b'")
+# student: (lab A's answers, lab B's answers); both labs are the fixture lab, graded in turn
+TWO_LABS = {
+    "leaky": ({**CORRECT, "answer-choice": "from_lab_a = 1\n" + CHOICE},
+              {**CORRECT, "answer-choice": "answer_choice = 'x' if 'from_lab_a' in globals() "
+                                           "else 'b'"}),
+    "exiter": (STUDENTS["exiter"], CORRECT),
+    "trapper": ({**CORRECT, "answer-choice": "import os\nfrom IPython.core.interactiveshell "
+                                             "import InteractiveShell\nInteractiveShell.reset = "
+                                             "lambda *a, **k: os._exit(0)\n" + CHOICE},
+                CORRECT),
+    "strayer": ({**CORRECT, "answer-sigmoid": ESCAPER}, {**CORRECT, "answer-choice": NO_PROCESS}),
+}
+
+
+@pytest.fixture(scope="module")
+def two_labs(tmp_path_factory):
+    """Grade students of two labs (two copies of the fixture lab) with two jobs."""
+    base = tmp_path_factory.mktemp("two_labs")
+    for name in ("fx_a", "fx_b"):
+        (base / "source").mkdir(exist_ok=True)
+        (base / "source" / f"{name}.ipynb").write_bytes(SOURCE.read_bytes())
+    lab = release_notebook(read_notebook(SOURCE), "fx_lab")
+    for student, (first, second) in TWO_LABS.items():
+        _write(base / "subs", student, "fx_a.ipynb", make_submission(lab, first))
+        _write(base / "subs", student, "fx_b.ipynb", make_submission(lab, second))
+    results, _ = grade(base / "subs", base / "source", jobs=2,
+                       limits=Limits(cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT,
+                                     memory=3 * 2**30))
+    processes = _our_processes()
+    for pid, cmdline in processes:
+        if f"sleep {ESCAPE}" in cmdline:
+            os.kill(pid, signal.SIGKILL)
+    return {(r.student, r.lab): r for r in results}, processes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(TWO_LABS))
+def test_a_students_next_lab_sees_nothing_of_the_previous_one(two_labs, student):
+    if student == "strayer" and not bwrap_available():
+        pytest.skip("needs bwrap: without a PID namespace a detached process escapes")
+    results, _ = two_labs
+    expected_a = {"exiter": ({"test-sigmoid": 2, "test-radius": 0, "test-choice": 1},
+                             {"test-radius": ("kernel_died",)})}
+    points_a, flags_a = expected_a.get(
+        student, ({"test-sigmoid": 2, "test-radius": 3, "test-choice": 1}, {}))
+    a, b = results[(student, "fx_a")], results[(student, "fx_b")]
+    assert {t.test: t.points for t in a.tests} == points_a
+    assert {t.test: t.flags for t in a.tests if t.flags} == flags_a and not a.flags
+    assert {t.test: t.points for t in b.tests} == {"test-sigmoid": 2, "test-radius": 3,
+                                                   "test-choice": 1}, b.tests
+    assert not b.flags and not any(t.flags for t in b.tests), b
+
+
+@pytest.mark.slow
+def test_per_student_kernels_leave_nothing_behind(two_labs):
+    _, processes = two_labs
+    assert [c for _, c in processes if "kernelapp" in c] == []
+    if bwrap_available():
+        assert [c for _, c in processes if ESCAPE in c] == []

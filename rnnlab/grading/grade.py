@@ -1,9 +1,10 @@
 """``rnnlab grade``: grade ``SUBMISSIONS/<student>/<lab>.ipynb`` against ``SOURCE/<lab>.ipynb``.
 
 Every student (a sub-directory of SUBMISSIONS) is graded on every lab of SOURCE; a lab the
-student did not submit scores 0 with the flag ``not_submitted``. Notebooks are graded
-independently — each in its own kernel and sandbox — by ``jobs`` worker processes; results do
-not depend on ``jobs`` or on the order in which workers finish.
+student did not submit scores 0 with the flag ``not_submitted``. Students are graded
+independently — each in a kernel and sandbox of their own, reused for their labs in turn
+(:func:`rnnlab.grading.runner.grade_student`) — by ``jobs`` worker processes; results do not
+depend on ``jobs`` or on the order in which workers finish.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from pathlib import Path
 
 from rnnlab.grading.notebook import LabNotebook, parse_lab, read_notebook
 from rnnlab.grading.release import lab_paths
-from rnnlab.grading.runner import NotebookResult, grade_notebook
+from rnnlab.grading.runner import NotebookResult, grade_student
 from rnnlab.grading.sandbox import bwrap_available
 from rnnlab.grading.session import Limits
 
-__all__ = ["grade", "parse_memory", "SandboxUnavailable", "tasks"]
+__all__ = ["grade", "parse_memory", "SandboxUnavailable", "tasks", "by_student"]
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
@@ -66,9 +67,19 @@ def tasks(submissions: str | Path, source: str | Path) -> list[tuple[str, str, s
     return out
 
 
-def _grade_task(task, limits: Limits, isolated: bool) -> NotebookResult:
-    student, lab, submission = task
-    return grade_notebook(_lab(lab), student, submission, limits, isolated)
+def by_student(todo: list[tuple[str, str, str | None]]
+               ) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Group :func:`tasks` by student: ``(student, [(lab path, submission or None), …])``."""
+    groups: dict[str, list[tuple[str, str | None]]] = {}
+    for student, lab, submission in todo:
+        groups.setdefault(student, []).append((lab, submission))
+    return list(groups.items())
+
+
+def _grade_student(group, limits: Limits, isolated: bool) -> list[NotebookResult]:
+    student, labs = group
+    return grade_student([(_lab(lab), submission) for lab, submission in labs], student,
+                         limits, isolated)
 
 
 def _worker_init() -> None:
@@ -87,10 +98,11 @@ def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None 
         submissions: the directory ``SUBMISSIONS/<student>/<lab>.ipynb``.
         source: the directory of instructor solution notebooks.
         limits: time and memory limits (defaults: 60 s per cell, 600 s per notebook, 4 GiB).
-        jobs: number of notebooks graded in parallel (worker processes).
+        jobs: number of students graded in parallel (worker processes).
         sandbox: ``"auto"`` (bwrap when it works), ``"require"`` (error without it) or
             ``"off"`` (never; student code runs as the grader's user).
-        progress: called with the number of notebooks once, then with ``None`` after each.
+        progress: called with the number of notebooks once, then with ``None`` after each
+            (a student's notebooks are reported together, when the student is done).
 
     Raises:
         SandboxUnavailable: ``sandbox="require"`` and bwrap does not work here.
@@ -111,17 +123,20 @@ def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None 
     if progress:
         progress(len(todo))
     results: list[NotebookResult] = []
+
+    def done(graded: list[NotebookResult]) -> None:
+        results.extend(graded)
+        for _ in graded if progress else ():
+            progress(None)
+
     if jobs == 1:
-        for task in todo:
-            results.append(_grade_task(task, limits, isolated))
-            if progress:
-                progress(None)
+        for group in by_student(todo):
+            done(_grade_student(group, limits, isolated))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
-            futures = [pool.submit(_grade_task, task, limits, isolated) for task in todo]
+            futures = [pool.submit(_grade_student, group, limits, isolated)
+                       for group in by_student(todo)]
             for future in as_completed(futures):
-                results.append(future.result())
-                if progress:
-                    progress(None)
+                done(future.result())
     return sorted(results, key=lambda r: (r.student, r.lab)), isolated

@@ -57,10 +57,11 @@ class StudentKernel:
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self.client: BlockingKernelClient | None = None
+        self.name = ""
 
     def start(self, deadline: float) -> Outcome:
         """Start the kernel and wait until it answers (``died``/``timeout`` if it does not)."""
-        name = f"kernel-{uuid.uuid4().hex[:8]}"
+        name = self.name = f"kernel-{uuid.uuid4().hex[:8]}"
         host_file = self.sandbox.ipc / f"{name}.json"
         inside_file = self.sandbox.ipc / f"{name}-inside.json"
         info_file, info = write_connection_file(
@@ -110,6 +111,36 @@ class StudentKernel:
             return Outcome("error", str(content.get("ename", "")),
                            str(content.get("evalue", ""))[:2000])
 
+    def kill_strays(self) -> None:
+        """Kill every process of the sandbox but the kernel (and, with bwrap, its ``init``).
+
+        What a lab left running — a subprocess, a detached daemon — must not run on into the
+        student's next lab. The kernel is the topmost process, bwrap aside, whose command line
+        names its connection file; forks of it share that command line and die like the rest.
+        Needs psutil; without it nothing is killed until the kernel is.
+        """
+        if not self.alive():
+            return
+        try:
+            import psutil
+
+            root = psutil.Process(self.process.pid)
+            everything = root.children(recursive=True)
+            if self.sandbox.isolated:
+                ours = [p for p in everything if _runs_kernel(p.cmdline(), self.name)]
+                kernel = next(p for p in ours if p.ppid() not in {q.pid for q in ours})
+                keep = {kernel.pid, *(p.pid for p in kernel.parents())}
+            else:
+                keep = {root.pid}
+        except Exception:          # psutil missing, a process gone, no kernel found
+            return
+        for process in everything:
+            if process.pid not in keep:
+                try:
+                    process.kill()
+                except Exception:  # already gone
+                    pass
+
     def kill(self, grace: float = 1.0) -> None:
         """Stop the kernel: ask it to exit, then SIGKILL its tree and process group.
 
@@ -144,6 +175,11 @@ class StudentKernel:
         except subprocess.TimeoutExpired:
             pass
         self.process = None
+
+
+def _runs_kernel(cmdline: list[str], name: str) -> bool:
+    return bool(cmdline) and os.path.basename(cmdline[0]) != "bwrap" \
+        and any(name in arg for arg in cmdline)
 
 
 def _descendants(pid: int) -> list:

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-__all__ = ["encode", "decode", "dumps", "loads", "serve", "MAX_DEPTH"]
+__all__ = ["encode", "decode", "dumps", "loads", "serve", "reset", "MAX_DEPTH"]
 
 MAX_DEPTH = 32
 _TORCH_DTYPES = (
@@ -197,3 +197,27 @@ def serve(namespace: dict, request_path: str) -> None:
     with open(partial, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(partial, request["result"])
+
+
+def reset(shell) -> None:
+    """Kernel side, between two labs of a student: forget the previous lab.
+
+    Empties the IPython user namespace (``%reset -f``), puts back the global state a lab can
+    change and a fresh kernel would have (working directory, torch's default dtype, grad and
+    anomaly modes, deterministic algorithms; open figures are closed) and collects garbage.
+    Seeds, threads and print options are set again by the next lab's ``setup()``.
+    """
+    import gc
+
+    shell.reset(new_session=False)
+    os.chdir(os.environ.get("HOME", "/tmp"))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_default_dtype(torch.float32)
+        torch.set_grad_enabled(True)
+        torch.autograd.set_detect_anomaly(False)
+        torch.use_deterministic_algorithms(False)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
+    gc.collect()

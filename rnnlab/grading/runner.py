@@ -11,7 +11,8 @@ Walking the cells in order, skipping those tagged ``skip-grading``:
   and returns plain data (:mod:`remote`). Plain answer values are fetched the same way. So the
   assertions, ``torch.allclose`` and the test code itself are out of the student's reach.
 
-A test scores all its points when it runs to the end, none otherwise.
+A test scores all its points when it runs to the end, none otherwise. :func:`grade_student`
+grades one student's labs one after the other in one kernel, emptied between labs.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from rnnlab.grading.notebook import (
 from rnnlab.grading.release import release_source
 from rnnlab.grading.session import GradingEvent, KernelSession, Limits, flag_of
 
-__all__ = ["TestResult", "NotebookResult", "AnswerProxy", "grade_notebook", "SourceError"]
+__all__ = ["TestResult", "NotebookResult", "AnswerProxy", "grade_notebook", "grade_student",
+           "SourceError"]
 
 _UNANSWERED = (AssertionError, NotImplementedError)
 
@@ -224,8 +226,12 @@ def _submitted_cells(path: Path | None, result: NotebookResult) -> dict | None:
 
 
 def grade_notebook(lab: LabNotebook, student: str, submission: str | Path | None,
-                   limits: Limits, isolated: bool, threads: int = 1) -> NotebookResult:
+                   limits: Limits, isolated: bool, threads: int = 1,
+                   session: KernelSession | None = None) -> NotebookResult:
     """Grade one student's notebook of ``lab`` (``submission`` ``None``: not submitted).
+
+    ``session`` is the student's kernel session, shared by their labs (:func:`grade_student`);
+    without one, the notebook gets a kernel of its own, closed at the end.
 
     Raises:
         SourceError: an instructor set-up cell failed in the grader's process.
@@ -241,7 +247,11 @@ def grade_notebook(lab: LabNotebook, student: str, submission: str | Path | None
     np.random.seed(0)
     torch.manual_seed(0)
     setup_ns: dict = {"__name__": "__main__"}
-    session = KernelSession(limits, isolated, threads)
+    own = session is None
+    if own:
+        session = KernelSession(limits, isolated, threads)
+    else:
+        session.begin_lab()
     try:
         for cell in lab.cells:
             theirs = submitted.get(cell.grade_id)
@@ -271,6 +281,24 @@ def grade_notebook(lab: LabNotebook, student: str, submission: str | Path | None
             if flag:
                 result.flags.add(flag)
     finally:
-        session.close()
+        if own:
+            session.close()
         result.seconds = time.monotonic() - start
     return result
+
+
+def grade_student(labs: list[tuple[LabNotebook, str | Path | None]], student: str,
+                  limits: Limits, isolated: bool, threads: int = 1) -> list[NotebookResult]:
+    """Grade one student's labs in order, in one kernel reused from lab to lab.
+
+    ``labs`` pairs each lab with the student's submission (``None``: not submitted). Each lab
+    starts from an empty namespace and has its own wall clock; a lab whose code killed or hung
+    the kernel leaves the next lab a fresh one (:class:`KernelSession`). The kernel is closed
+    at the end, whatever happens.
+    """
+    session = KernelSession(limits, isolated, threads)
+    try:
+        return [grade_notebook(lab, student, submission, limits, isolated, threads, session)
+                for lab, submission in labs]
+    finally:
+        session.close()

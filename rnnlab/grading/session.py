@@ -1,11 +1,18 @@
-"""A grading session: one submission's kernel, restarted and replayed when student code kills it.
+"""A grading session: one student's kernel, reused lab after lab, restarted when code kills it.
 
-The session executes the notebook's kernel-side cells (set-up and answer cells) in order and
-remembers them. When a cell or a proxied call times out or the kernel dies, the kernel is
-killed and the event recorded; the next request starts a fresh kernel in a fresh sandbox and
-replays the remembered cells, except the ones that timed out or killed a kernel, so the answers
-after a hostile one are still graded. After :data:`MAX_RESTARTS` restarts, or once the
-submission's wall clock is spent, every further request fails at once.
+One session serves all the labs of one student, in sequence (:meth:`KernelSession.begin_lab`
+starts the next). Within a lab it executes the kernel-side cells (set-up and answer cells) in
+order and remembers them. When a cell or a proxied call times out or the kernel dies, the kernel
+is killed and the event recorded; the next request starts a fresh kernel in a fresh sandbox and
+replays the lab's remembered cells, except the ones that timed out or killed a kernel, so the
+answers after a hostile one are still graded. After :data:`MAX_RESTARTS` restarts, or once the
+lab's wall clock is spent, every further request of that lab fails at once.
+
+Between labs a live kernel is reset (:data:`RESET`: the user namespace is emptied, the global
+state a lab may change is put back, processes the lab started are killed); if the reset fails or
+the kernel is dead, the next lab starts a fresh kernel in a fresh sandbox, without a flag and
+without counting a restart. Reusing the kernel saves starting Python, ipykernel, torch and
+matplotlib once per lab; it cannot help a student, whose labs run only their own code.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ from rnnlab.grading import remote
 from rnnlab.grading.kernel import Outcome, StudentKernel
 from rnnlab.grading.sandbox import Sandbox
 
-__all__ = ["Limits", "KernelSession", "GradingEvent", "MAX_RESTARTS", "MAX_RESULT_BYTES"]
+__all__ = ["Limits", "KernelSession", "GradingEvent", "MAX_RESTARTS", "MAX_RESULT_BYTES", "RESET"]
 
 MAX_RESTARTS = 3
 MAX_RESULT_BYTES = 64 * 2**20
+RESET = "__import__('rnnlab.grading.remote', fromlist=['reset']).reset(get_ipython())"
+"""What a reused kernel runs between two labs (:func:`rnnlab.grading.remote.reset`)."""
 
 
 class Limits:
@@ -30,7 +39,8 @@ class Limits:
 
     Args:
         cell_timeout: seconds for each answer cell and each test (all its calls together).
-        notebook_timeout: wall-clock seconds for the whole submission, restarts included.
+        notebook_timeout: wall-clock seconds for one lab of a student, restarts included (a
+            student's labs share a kernel, but each lab has its own clock).
         memory: address-space limit of the kernel, in bytes.
         setup_timeout: seconds for a kernel to start and for each instructor set-up cell
             (importing torch on a loaded machine can take longer than a student's cell may).
@@ -75,7 +85,7 @@ def flag_of(outcome: Outcome) -> str | None:
 
 
 class KernelSession:
-    """The kernel side of grading one submission (see the module docstring).
+    """The kernel side of grading one student's labs (see the module docstring).
 
     Args:
         limits: time and memory limits.
@@ -87,12 +97,36 @@ class KernelSession:
         self.limits = limits
         self.isolated = isolated
         self.threads = threads
-        self.deadline = time.monotonic() + limits.notebook_timeout
+        self.kernel: StudentKernel | None = None
+        self.sandbox: Sandbox | None = None
+        self.starts = 0               # kernels started, for all labs together
+        self._dirty = False           # the live kernel has run code of a lab
+        self._new_lab()
+
+    def _new_lab(self) -> None:
+        self.deadline = time.monotonic() + self.limits.notebook_timeout
         self.history: list[tuple[str, bool]] = []
         self.restarts = 0
         self.broken: str | None = None
-        self.kernel: StudentKernel | None = None
-        self.sandbox: Sandbox | None = None
+
+    def begin_lab(self) -> None:
+        """Start the next lab: a new wall clock, no history, an empty namespace.
+
+        A live kernel that ran a previous lab is reset (:data:`RESET`) and its stray processes
+        killed; when that fails, or the kernel is dead, it is dropped and the lab's first
+        request starts a fresh one. Neither is a restart of the new lab nor flags it.
+        """
+        self._new_lab()
+        if self.kernel is not None and self.kernel.alive() and self._dirty:
+            self.kernel.kill_strays()
+            outcome = self.kernel.execute(RESET, self.cell_deadline(setup=True), silent=True)
+            if outcome.status != "ok":
+                self.close(grace=0.0)
+        if self.kernel is not None and not self.kernel.alive():
+            self.close(grace=0.0)
+            self.kernel = None
+        self._dirty = False
+        self._new_lab()               # the reset does not eat the lab's time
 
     def cell_deadline(self, setup: bool = False) -> float:
         """When a cell (a set-up cell if ``setup``) started now must be done."""
@@ -117,6 +151,7 @@ class KernelSession:
         if self.restarts > MAX_RESTARTS:
             self.broken = "kernel_died"
             return Outcome("died")
+        self.starts += 1
         root = tempfile.mkdtemp(prefix="rnnlab-grade-")
         self.sandbox = Sandbox(root, self.isolated, self.limits.memory, self.threads)
         self.kernel = StudentKernel(self.sandbox, startup_timeout=self.limits.setup_timeout)
@@ -135,6 +170,7 @@ class KernelSession:
         outcome = self.ensure()
         if outcome.status != "ok":
             return outcome
+        self._dirty = True
         outcome = self.kernel.execute(source, self.cell_deadline(setup))
         if outcome.status in ("timeout", "died"):
             return self._fail(outcome)
@@ -151,6 +187,7 @@ class KernelSession:
         outcome = self.ensure()
         if outcome.status != "ok":
             raise GradingEvent(flag_of(outcome), "the student's kernel is not available")
+        self._dirty = True
         token = uuid.uuid4().hex
         request_file = self.sandbox.ipc / f"request-{token}.json"
         result_file = self.sandbox.ipc / f"result-{token}.json"
