@@ -5,8 +5,10 @@ Two measurements, both printed as medians:
 1. Kernel cost, variants interleaved: start a sandboxed kernel and run the first lab's set-up
    cells as written, without their ``import matplotlib.pyplot``, or only ``import torch``;
    CPU seconds (user + sys of the kernel and bwrap, sampled from /proc) and wall seconds.
-2. End to end: ``rnnlab grade --jobs J`` on N synthetic students × the labs of ``solutions/``
-   (half answer everything right, half submit the untouched lab), or × 5 copies of the test
+2. End to end: ``rnnlab grade --jobs J`` (one kernel per student, reused for their labs, so
+   the kernel cost of 1. is paid once per student) on N synthetic students × the labs of
+   ``solutions/`` (half answer everything right, half submit the untouched lab), or × 5 copies
+   of the test
    fixture lab while ``solutions/`` is empty. Projection for 300 students × 5 labs:
    wall = wall per notebook × 1500, and cpu-bound = CPU per notebook × 1500 / 2 cores — the
    time on a dedicated 2-core machine, which a shared, loaded machine cannot show by wall time.
@@ -20,7 +22,6 @@ import argparse
 import copy
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,22 +45,24 @@ LAUNCHER = sandbox_module.LAUNCHER
 
 
 class CpuSampler:
-    """CPU seconds used by the descendants of ``root`` (a pid), sampled every ``period`` s.
+    """CPU seconds used by the descendants of ``root`` (a pid; with ``itself``, and by root).
 
-    The kernels live in a PID namespace and are killed rather than reaped by us, so
-    ``RUSAGE_CHILDREN`` never sees them; sampling ``/proc`` does (it misses at most the last
-    ``period`` seconds of each process).
+    Sampled every ``period`` s from ``/proc``, each process's own user + system time. The
+    kernels live in a PID namespace and are killed rather than reaped by us, so
+    ``RUSAGE_CHILDREN`` misses them, and counts again what the grader's workers reaped;
+    sampling counts every process once (missing at most its last ``period`` seconds).
     """
 
-    def __init__(self, root: int, period: float = 0.1):
+    def __init__(self, root: int, period: float = 0.1, itself: bool = False):
         self.root, self.period, self.seen = psutil.Process(root), period, {}
+        self.itself = itself
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                for process in self.root.children(recursive=True):
+                for process in [self.root] * self.itself + self.root.children(True):
                     try:
                         times = process.cpu_times()
                         self.seen[(process.pid, process.create_time())] = times.user + times.system
@@ -169,12 +172,11 @@ def main() -> None:
                    str(source), "--out", str(work / "grades.csv"), "--jobs", str(args.jobs),
                    "--quiet"]
         with subprocess.Popen(command, stdout=subprocess.DEVNULL) as process:
-            with CpuSampler(process.pid) as sampler:
+            with CpuSampler(process.pid, itself=True) as sampler:
                 if process.wait() != 0:
                     raise RuntimeError(f"rnnlab grade failed with exit code {process.returncode}")
         wall = time.monotonic() - start
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)   # the grader process itself
-        cpu = sampler.seconds + usage.ru_utime + usage.ru_stime
+        cpu = sampler.seconds
         details = json.loads((work / "grades_details.json").read_text())
         count = len(details)
         per_notebook = statistics.median(d["seconds"] for d in details)

@@ -90,19 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     grade = commands.add_parser(
         "grade", help="grade SUBMISSIONS/<student>/<lab>.ipynb into a CSV",
         description="Rebuild each submission from the instructor's source, run the student's "
-                    "answer cells in a sandboxed kernel and the tests in the grader. Writes "
+                    "answer cells in a sandboxed kernel (one per student, emptied between "
+                    "labs) and the tests in the grader. Writes "
                     "OUT, OUT_summary.csv and OUT_details.json (the input of `feedback`).")
     grade.add_argument("submissions", help="directory with one sub-directory per student")
     grade.add_argument("--source", required=True, help="directory of solution notebooks")
     grade.add_argument("--out", default="grades.csv", help="CSV to write (default grades.csv)")
-    grade.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
+    grade.add_argument("--jobs", type=int, default=1, help="students graded in parallel "
+                       "(each in one kernel, reused for their labs)")
     grade.add_argument("--cell-timeout", type=float, default=60.0,
                        help="seconds per cell or test (default 60)")
     grade.add_argument("--setup-timeout", type=float, default=120.0,
                        help="seconds for kernel start and each instructor set-up cell "
                             "(default 120)")
     grade.add_argument("--notebook-timeout", type=float, default=600.0,
-                       help="wall-clock seconds per submission (default 600)")
+                       help="wall-clock seconds per lab of a student (default 600)")
     grade.add_argument("--memory", default="4G", help="memory per kernel (default 4G)")
     grade.add_argument("--feedback", metavar="DIR", help="also write DIR/<student>.md")
     box = grade.add_mutually_exclusive_group()
