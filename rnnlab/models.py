@@ -47,6 +47,9 @@ class _Unrolled:
         Returns ``(output, h_n)`` (for LSTM ``(output, (h_n, c_n))``) equal in shape and value to
         the fused ``forward`` — and with equal gradients — for every option torch accepts.
         Dropout between layers is applied in training mode (with its own random mask).
+        First-order gradients only: for RNN and LSTM, W_hh's gradient is formed in one product
+        at the input projection (:class:`_ProjectionWithRecurrentGrad`), which refuses a double
+        backward rather than return a wrong second derivative.
         """
         x, lengths, packed, batched = self._as_time_major(input)
         states = self._initial_states(hx, x, batched)          # list over layer*D of states
@@ -151,11 +154,15 @@ class _Unrolled:
                        mask: Tensor | None):
         """Run one layer in one direction over ``x`` (L, N, H_in); return (outputs, final)."""
         weights = self._weights(layer, direction)
+        previous: list[Tensor] = [x] * x.shape[0]               # the h fed to each step
         # unbind, not gi[t]: the backward of L selects would write L full-size zero tensors
-        gi = self._input_projection(x, weights).unbind(0)       # L x (N, G*H): one matmul
+        gi = self._input_projection(x, weights, previous).unbind(0)  # L x (N, G*H): one matmul
+        if self._defers_recurrent_grad:                         # W_hh's grad comes from gi's
+            weights = dict(weights, weight_hh=weights["weight_hh"].detach())
         steps = range(x.shape[0] - 1, -1, -1) if direction else range(x.shape[0])
         outputs: list[Tensor] = [x] * x.shape[0]
         for t in steps:
+            previous[t] = state[0].detach()
             new = self._step(gi[t], state, weights)             # one matmul with W_hh
             if mask is not None:                                # packed: stop after the end
                 new = tuple(torch.where(mask[t], n, s) for n, s in zip(new, state))
@@ -163,12 +170,21 @@ class _Unrolled:
             outputs[t] = state[0]
         return torch.stack(outputs), state                      # (L, N, H_out)
 
-    def _input_projection(self, x: Tensor, weights) -> Tensor:
-        """``W_ih x_t + b_ih + b_hh`` for all t (folding b_hh is exact for RNN and LSTM)."""
+    _defers_recurrent_grad = True
+
+    def _input_projection(self, x: Tensor, weights, previous: list[Tensor]) -> Tensor:
+        """``W_ih x_t + b_ih + b_hh`` for all t (folding b_hh is exact for RNN and LSTM).
+
+        The recurrent term ``W_hh h_{t-1}`` is added to this projection linearly, so the
+        projection's gradient is the gates' gradient and W_hh's gradient can be formed from it
+        in one product (see :class:`_ProjectionWithRecurrentGrad`); ``previous`` is filled with
+        the states ``h_{t-1}`` during the loop.
+        """
         bias = weights["bias_ih"]
         if bias is not None:
             bias = bias + weights["bias_hh"]
-        return torch.nn.functional.linear(x, weights["weight_ih"], bias)
+        return _ProjectionWithRecurrentGrad.apply(x, weights["weight_ih"], bias,
+                                                  weights["weight_hh"], previous)
 
 
 class RNN(_Unrolled, torch.nn.RNN):
@@ -200,11 +216,51 @@ class GRU(_Unrolled, torch.nn.GRU):
     :func:`rnnlab.cells.gru_step`). ``b_hh`` stays inside the step: its n-block is gated by r.
     """
 
-    def _input_projection(self, x, weights):
+    _defers_recurrent_grad = False                              # r gates W_hn h + b_hn
+
+    def _input_projection(self, x, weights, previous):
         return torch.nn.functional.linear(x, weights["weight_ih"], weights["bias_ih"])
 
     def _step(self, gi, state, weights):
         return (gru_step(gi, state[0], weights["weight_hh"], weights["bias_hh"]),)
+
+
+class _ProjectionWithRecurrentGrad(torch.autograd.Function):
+    r"""``G = x W_ih^T + b`` (L, N, G*H) whose backward also returns W_hh's gradient.
+
+    In the gates :math:`G_t + W_{hh} h_{t-1}` the recurrent term is added linearly, so
+    :math:`\partial L / \partial G_t` is the gradient of step t's gates and
+
+    .. math:: \frac{\partial L}{\partial W_{hh}} = \sum_t
+              \Big(\frac{\partial L}{\partial G_t}\Big)^{\!\top} h_{t-1}
+              = \mathrm{d}G^\top H_{\text{prev}}
+
+    is one (G*H × L*N) @ (L*N × P) product instead of L small ones inside the loop (whose steps
+    use ``W_hh.detach()``). ``previous`` is the list of the L states ``h_{t-1}``, filled by the
+    loop after this forward returns. First-order gradients only (no double backward).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight_ih, bias, weight_hh, previous):
+        ctx.save_for_backward(x, weight_ih)
+        ctx.previous = previous
+        ctx.has_bias = bias is not None
+        return torch.nn.functional.linear(x, weight_ih, bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight_ih = ctx.saved_tensors
+        flat = grad.reshape(-1, grad.shape[-1])                   # (L*N, G*H)
+        need = ctx.needs_input_grad
+        grad_x = grad @ weight_ih if need[0] else None
+        grad_ih = flat.t() @ x.reshape(-1, x.shape[-1]) if need[1] else None
+        grad_bias = flat.sum(0) if ctx.has_bias and need[2] else None
+        grad_hh = None
+        if need[3]:
+            previous = torch.stack(ctx.previous)                  # (L, N, P)
+            grad_hh = flat.t() @ previous.reshape(-1, previous.shape[-1])
+        return grad_x, grad_ih, grad_bias, grad_hh, None
 
 
 def _repack(output: Tensor, like: PackedSequence) -> PackedSequence:

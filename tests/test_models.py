@@ -162,3 +162,22 @@ def test_unroll_rejects_bad_hx_with_a_clear_message():
         lstm.unroll(x, (torch.zeros(1, N, H, dtype=DTYPE), torch.zeros(1, N, 2, dtype=DTYPE)))
     with pytest.raises(TypeError, match="float64"):
         RNN(I, H, dtype=DTYPE).unroll(x, torch.zeros(1, N, H))
+
+
+def test_unroll_gives_w_hh_alone_the_fused_gradient_when_asked_for_it_alone():
+    """W_hh's gradient is formed in one product at the input projection: check it in isolation."""
+    model = LSTM(I, H, num_layers=2, bidirectional=True, dtype=DTYPE).eval()
+    x = torch.randn(L, N, I, dtype=DTYPE)
+    weights = [model.weight_hh_l0, model.weight_hh_l1_reverse]
+    want = torch.autograd.grad(model(x)[0].pow(2).sum(), weights)
+    got = torch.autograd.grad(model.unroll(x)[0].pow(2).sum(), weights)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_unroll_rejects_double_backward_instead_of_returning_a_wrong_hessian():
+    model = RNN(I, H, dtype=DTYPE)
+    output = model.unroll(torch.randn(L, N, I, dtype=DTYPE))[0]
+    (grad,) = torch.autograd.grad(output.pow(2).sum(), model.weight_hh_l0, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()
