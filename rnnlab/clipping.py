@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "AdaptiveClipper"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "grad_norm", "AdaptiveClipper"]
 
 _EPS = 1e-6      # torch's guard against ‖g‖ = 0 in c / (‖g‖ + eps)
 
@@ -139,6 +139,23 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
         total = _total_norm(grads, norm_type, error_if_nonfinite)
         _scale_(grads, max_norm, total)
     return total
+
+
+def grad_norm(parameters: Tensor | Iterable[Tensor], norm_type: float = 2.0) -> Tensor:
+    r"""The global ``p``-norm :math:`\lVert g\rVert_p` of the gradients, as
+    :func:`clip_grad_norm_` measures it, without changing them.
+
+    Args:
+        parameters: a Tensor or an iterable of Tensors; those without ``.grad`` are skipped.
+        norm_type: ``p >= 1``, or ``float("inf")``/``"inf"``.
+
+    Returns:
+        A 0-d tensor (``tensor(0.)`` if no gradient).
+    """
+    parameters = _as_list(parameters)
+    norm_type = _check_norm_type(norm_type)
+    with torch.no_grad():
+        return _total_norm([p.grad for p in parameters if p.grad is not None], norm_type, False)
 
 
 def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:

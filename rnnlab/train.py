@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from rnnlab.clipping import clip_grad_norm_, clip_grad_value_
+from rnnlab.clipping import clip_grad_norm_, clip_grad_value_, grad_norm
 from rnnlab.tasks import Task
 
 __all__ = ["SequenceModel", "make_model", "History", "fit", "evaluate"]
@@ -141,16 +141,10 @@ class History:
         return sum(self.clipped) / len(self.clipped) if self.clipped else 0.0
 
 
-def _total_norm(grads: list[Tensor]) -> Tensor:
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-
-
 def _clipper(clip) -> Callable[[list[nn.Parameter]], tuple[float, float, bool]]:
     """Turn the ``clip`` argument into ``params -> (norm before, threshold, clipped)``."""
     if clip is None:
-        return lambda params: (float(_total_norm([p.grad for p in params])), math.nan, False)
+        return lambda params: (float(grad_norm(params)), math.nan, False)
     if callable(clip):
         def adaptive(params):
             norm, threshold, clipped = clip(params)
@@ -169,9 +163,8 @@ def _clipper(clip) -> Callable[[list[nn.Parameter]], tuple[float, float, bool]]:
         return by_norm
 
     def by_value(params):
-        grads = [p.grad for p in params]
-        norm = float(_total_norm(grads))
-        clipped = any(bool((g.abs() > c).any()) for g in grads)
+        norm = float(grad_norm(params))
+        clipped = any(bool((p.grad.abs() > c).any()) for p in params if p.grad is not None)
         clip_grad_value_(params, c)
         return norm, c, clipped
     return by_value

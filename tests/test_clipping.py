@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.clipping import AdaptiveClipper, clip_grad_norm_, clip_grad_value_
+from rnnlab.clipping import AdaptiveClipper, clip_grad_norm_, clip_grad_value_, grad_norm
 
 
 def _parameter_sets(scale: float = 1.0, dtype=torch.float32):
@@ -254,3 +254,20 @@ def test_adaptive_clipper_keeps_nonfinite_norms_out_of_the_history():
 def test_adaptive_clipper_rejects_bad_arguments(kwargs, error, name):
     with pytest.raises(error, match=name):
         AdaptiveClipper(**kwargs)
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.5, math.inf])
+def test_grad_norm_is_torchs_pre_clip_norm_and_leaves_gradients_alone(norm_type):
+    params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(5)),
+              torch.nn.Parameter(torch.randn(2))]
+    for p in params[:2]:
+        p.grad = torch.randn_like(p) * 10
+    before = [p.grad.clone() for p in params[:2]]
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params[:2]]
+    for r, p in zip(reference, params):
+        r.grad = p.grad.clone()
+    want = torch.nn.utils.clip_grad_norm_(reference, math.inf, norm_type=norm_type)
+    got = grad_norm(params, norm_type=norm_type)
+    torch.testing.assert_close(got, want)
+    assert all(torch.equal(p.grad, b) for p, b in zip(params, before))
+    assert params[2].grad is None
