@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,23 @@ def _seed_and_threads():
     """Every test starts from the same RNG state."""
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory) -> Path:
+    """Build the book once per session with warnings as errors; return the HTML folder.
+
+    Shared by the build tests (tests/test_book.py) and the browser tests (tests/test_site.py).
+    """
+    jb = shutil.which("jupyter-book")
+    assert jb is not None, "jupyter-book is not installed: pip install -e '.[dev]'"
+    out = tmp_path_factory.mktemp("book")
+    result = subprocess.run(
+        [jb, "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"book build failed (warnings are errors):\n{log[-6000:]}"
+    return out / "_build" / "html"

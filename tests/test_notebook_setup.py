@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rnnlab.device import default_device
-from rnnlab.notebook import setup
+from rnnlab.notebook import format_number, glue, setup, spread, table
 
 
 def test_setup_makes_torch_numpy_and_random_reproducible():
@@ -56,3 +56,67 @@ def test_setup_in_plain_python_starts_no_ipython_shell():
             "from IPython import get_ipython; print(get_ipython() is None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers and tables for the prose
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "fmt", "text"), [
+    (1.3e-18, ".2g", "1.3 × 10⁻¹⁸"),
+    (5751.2, ".0f", "5751"),
+    (5751.2, ".3g", "5.75 × 10³"),
+    (1e10, ".3g", "10¹⁰"),
+    (-2.5e-20, ".2g", "−2.5 × 10⁻²⁰"),
+    (-0.0004, ".2f", "0.00"),
+    (-0.5, ".2f", "−0.50"),
+    (float("inf"), ".3g", "inf"),
+    (np.float32(0.25), ".2f", "0.25"),
+    (torch.tensor(3.0), ".1f", "3.0"),
+    (7, "d", "7"),
+    ("as is", ".3g", "as is"),
+])
+def test_format_number_rounds_and_writes_exponents_as_powers_of_ten(value, fmt, text):
+    assert format_number(value, fmt) == text
+
+
+@pytest.mark.parametrize("value", [None, True, [1.0], torch.ones(2)])
+def test_format_number_refuses_what_is_not_a_number(value):
+    with pytest.raises((TypeError, ValueError)):
+        format_number(value)
+
+
+def test_glue_stores_the_formatted_number_under_its_name(monkeypatch):
+    import myst_nb
+
+    stored = {}
+    monkeypatch.setattr(myst_nb, "glue",
+                        lambda name, value, display: stored.update({name: (value, display)}))
+    assert glue("peak", 5751.23, ".0f") == 5751.23
+    assert stored == {"peak": ("5751", False)}
+    with pytest.raises(ValueError, match="name: expected an identifier"):
+        glue("not a name", 1.0)
+
+
+def test_table_renders_a_markdown_table_with_formatted_cells():
+    shown = table([("tanh", 0.123456, 1e-9), ("relu", 2, float("nan"))],
+                  ["model", "loss", "norm"], fmt={"loss": ".2f"})
+    assert shown.data.splitlines() == [
+        "| model | loss | norm |",
+        "|:---|---:|---:|",
+        "| tanh | 0.12 | 10⁻⁹ |",
+        "| relu | 2.00 | nan |",
+    ]
+    with pytest.raises(ValueError, match=r"rows\[0\]: expected 2 values"):
+        table([(1, 2, 3)], ["a", "b"])
+    with pytest.raises(ValueError, match="fmt: expected formats for columns"):
+        table([(1,)], ["a"], fmt={"b": ".1f"})
+
+
+def test_spread_reports_the_median_and_the_range():
+    assert spread([3.6, 77.0, 22.0, 29.0, 50.0], ".2g") == "29 (3.6 to 77)"
+    assert spread(torch.tensor([1.0, 2.0]), ".2f") == "1.50 (1.00 to 2.00)"
+    with pytest.raises(ValueError, match="values: expected a non-empty sequence"):
+        spread([])
+    with pytest.raises(ValueError, match="without NaN"):
+        spread([1.0, float("nan")])
