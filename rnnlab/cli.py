@@ -1,8 +1,9 @@
 """The ``rnnlab`` command line: instructor tooling.
 
 ``rnnlab release SOURCE DEST`` turns solution notebooks into student labs,
-``rnnlab grade SUBMISSIONS --source SOURCE --out grades.csv`` grades a folder of submissions and
-``rnnlab feedback DETAILS --out DIR`` writes per-student feedback from a grading run.
+``rnnlab grade SUBMISSIONS --source SOURCE --out grades.csv`` grades a folder of submissions,
+``rnnlab feedback DETAILS --out DIR`` writes per-student feedback from a grading run, and
+``rnnlab kernel install|list`` manages the ``rnnlab-cuda`` Jupyter kernel.
 """
 
 from __future__ import annotations
@@ -74,6 +75,25 @@ def _feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kernel_install(args: argparse.Namespace) -> int:
+    from rnnlab.kernels import CUDA_KERNEL, install_cuda_kernel
+
+    path = install_cuda_kernel(user=args.user, sys_prefix=args.sys_prefix, prefix=args.prefix)
+    print(f"installed kernel {CUDA_KERNEL} (RNNLAB_DEVICE=cuda) in {path}")
+    return 0
+
+
+def _kernel_list(args: argparse.Namespace) -> int:
+    from rnnlab.kernels import list_kernels
+
+    kernels = list_kernels()
+    width = max([len(k["name"]) for k in kernels] + [4])
+    print(f"{'name':{width}}  {'RNNLAB_DEVICE':13}  path")
+    for k in kernels:
+        print(f"{k['name']:{width}}  {k['device'] or '(unset)':13}  {k['path']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnlab",
@@ -119,6 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("details", help="the *_details.json written by `rnnlab grade`")
     feedback.add_argument("--out", required=True, help="directory for <student>.md files")
     feedback.set_defaults(func=_feedback)
+
+    kernel = commands.add_parser(
+        "kernel", help="the rnnlab-cuda Jupyter kernel (same notebooks, on the GPU)",
+        description="rnnlab-cuda is this Python with RNNLAB_DEVICE=cuda: pick it in JupyterLab, "
+                    "or `pytest --nbval --nbval-kernel-name rnnlab-cuda`, to run a notebook on "
+                    "the GPU unchanged.")
+    kernel_commands = kernel.add_subparsers(dest="kernel_command", metavar="ACTION",
+                                            required=True)
+    install = kernel_commands.add_parser("install", help="install the rnnlab-cuda kernelspec")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for this user only")
+    where.add_argument("--sys-prefix", action="store_true",
+                       help="into this Python environment (e.g. the course's venv)")
+    where.add_argument("--prefix", metavar="PATH", help="into PATH/share/jupyter/kernels")
+    install.set_defaults(func=_kernel_install)
+    listing = kernel_commands.add_parser("list", help="show the kernels Jupyter finds")
+    listing.set_defaults(func=_kernel_list)
     return parser
 
 
