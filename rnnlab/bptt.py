@@ -83,15 +83,16 @@ def _dphi(states: Tensor, nonlinearity: str) -> Tensor:
     return (h > 0).to(h.dtype)                      # relu' = [a > 0] = [h > 0]
 
 
-def bptt_gradients(input: Tensor, states: Tensor, weight_hh: Tensor, grad_states: Tensor, *,
-                   nonlinearity: str = "tanh", include_dphi: bool = True) -> dict[str, Tensor]:
-    r"""The gradients of :math:`L` with respect to :math:`W_{ih}`, :math:`W_{hh}` and :math:`b`.
+def bptt_gradients(input: Tensor, states: Tensor, weight_hh: Tensor,
+                   grad_states: Tensor, *, nonlinearity: str = "tanh",
+                   include_dphi: bool = True) -> dict[str, Tensor]:
+    r"""The gradients of L with respect to :math:`W_{ih}`, :math:`W_{hh}` and b.
 
-    The recursion of the module docstring, one step per iteration from k = T down to 1, rows as
-    vectors (so :math:`W_{hh}^\top \delta_k` is ``delta @ weight_hh``). Returns
-    ``{"weight_ih": (H, I), "weight_hh": (H, H), "bias": (H,)}``; PyTorch's two biases
-    ``bias_ih_l0`` and ``bias_hh_l0`` both receive ``"bias"``, since only their sum enters
-    :math:`a_t`.
+    The recursion of the module docstring, one step per iteration from k = T down
+    to 1, rows as vectors (so :math:`W_{hh}^\top \delta_k` is ``delta @ weight_hh``).
+    Returns ``{"weight_ih": (H, I), "weight_hh": (H, H), "bias": (H,)}``; PyTorch's
+    two biases ``bias_ih_l0`` and ``bias_hh_l0`` both receive ``"bias"``, since only
+    their sum enters :math:`a_t`.
     """
     _check(states, weight_hh, grad_states, nonlinearity, include_dphi)
     if not isinstance(input, Tensor):
@@ -100,38 +101,39 @@ def bptt_gradients(input: Tensor, states: Tensor, weight_hh: Tensor, grad_states
     if input.dim() != 3 or tuple(input.shape[:2]) != (T, B):
         raise ValueError(f"input: expected shape ({T}, {B}, I) like grad_states, "
                          f"got {tuple(input.shape)}")
-    dphi = _dphi(states, nonlinearity)                          # (T, B, H)
-    d_weight_hh = torch.zeros_like(weight_hh)                   # (H, H)
-    d_weight_ih = input.new_zeros(H, input.shape[2])            # (H, I)
-    d_bias = input.new_zeros(H)                                 # (H,)
-    carried = torch.zeros_like(states[0])                       # (B, H): W_hh^T delta_{k+1}
-    for k in reversed(range(T)):                                # row k is step k + 1
-        h_bar = grad_states[k] + carried                        # bar h_k = g_k + W^T delta_k+1
-        delta = dphi[k] * h_bar if include_dphi else h_bar      # delta_k = phi'(a_k) * bar h_k
-        d_weight_hh += delta.T @ states[k]                      # delta_k h_{k-1}^T, batch summed
-        d_weight_ih += delta.T @ input[k]                       # delta_k x_k^T
-        d_bias += delta.sum(0)                                  # delta_k
-        carried = delta @ weight_hh                             # (B, H)
+    dphi = _dphi(states, nonlinearity)                 # (T, B, H)
+    d_weight_hh = torch.zeros_like(weight_hh)          # (H, H)
+    d_weight_ih = input.new_zeros(H, input.shape[2])   # (H, I)
+    d_bias = input.new_zeros(H)                        # (H,)
+    carried = torch.zeros_like(states[0])              # (B, H): W_hh^T delta_{k+1}
+    for k in reversed(range(T)):                       # row k is step k + 1
+        h_bar = grad_states[k] + carried               # g_k + W_hh^T delta_{k+1}
+        delta = dphi[k] * h_bar if include_dphi else h_bar   # phi'(a_k) * bar h_k
+        d_weight_hh += delta.T @ states[k]             # delta_k h_{k-1}^T, batch summed
+        d_weight_ih += delta.T @ input[k]              # delta_k x_k^T
+        d_bias += delta.sum(0)                         # delta_k
+        carried = delta @ weight_hh                    # (B, H)
     return {"weight_ih": d_weight_ih, "weight_hh": d_weight_hh, "bias": d_bias}
 
 
 def lag_contributions(states: Tensor, weight_hh: Tensor, grad_states: Tensor, *,
                       nonlinearity: str = "tanh", include_dphi: bool = True) -> Tensor:
-    r"""The lag terms :math:`C_0, \dots, C_{T-1}` of :math:`\partial L/\partial W_{hh}`: (T, H, H).
+    r"""The lag terms :math:`C_0, \dots, C_{T-1}` of :math:`\partial L/\partial W_{hh}`.
 
-    All T losses are carried back together, one step Jacobian per lag: at lag :math:`\ell` the
-    rows hold :math:`(\partial h_t/\partial h_{t-\ell})^\top g_t` for :math:`t = \ell+1..T`.
-    ``C.sum(0)`` is ``bptt_gradients(...)["weight_hh"]``; :math:`C_{T-1}` is zero when
-    :math:`h_0 = 0`, since its one term ends in :math:`h_0^\top`.
+    Returns C of shape (T, H, H), C[l] the lag-l term. All T losses are carried back
+    together, one step Jacobian per lag: at lag :math:`\ell` the rows hold
+    :math:`(\partial h_t/\partial h_{t-\ell})^\top g_t` for :math:`t = \ell+1..T`.
+    ``C.sum(0)`` is ``bptt_gradients(...)["weight_hh"]``; :math:`C_{T-1}` is zero
+    when :math:`h_0 = 0`, since its one term ends in :math:`h_0^\top`.
     """
     _check(states, weight_hh, grad_states, nonlinearity, include_dphi)
     T = grad_states.shape[0]
-    dphi = _dphi(states, nonlinearity)                          # (T, B, H)
+    dphi = _dphi(states, nonlinearity)                 # (T, B, H)
     terms = []
-    carried = grad_states                                       # (T - lag, B, H), t = lag+1..T
+    carried = grad_states                              # (T - lag, B, H): t = lag+1..T
     for lag in range(T):
-        n = T - lag                                             # steps k = t - lag = 1..n
+        n = T - lag                                    # steps k = t - lag = 1..n
         delta = carried * dphi[:n] if include_dphi else carried
-        terms.append(torch.einsum("kbi,kbj->ij", delta, states[:n]))   # sum delta h_{k-1}^T
-        carried = (delta @ weight_hh)[1:]                       # one step further back
-    return torch.stack(terms)                                   # (T, H, H)
+        terms.append(torch.einsum("kbi,kbj->ij", delta, states[:n]))  # delta h_{k-1}^T
+        carried = (delta @ weight_hh)[1:]              # one step further back
+    return torch.stack(terms)                          # (T, H, H)
