@@ -9,6 +9,10 @@ while. :func:`interleaved_medians` makes the comparison robust in three ways:
 * the median of ``repeats`` samples is reported.
 
 Ratios of these medians (variant / reference) are what a page or a benchmark should state.
+With torch on one CPU thread, ``clock=time.thread_time`` counts only the CPU time of the calling
+thread, which other processes cannot inflate by taking the core away mid-call: on a loaded
+machine its ratios stay much closer to a quiet machine's than wall-clock ratios do. (With more
+torch threads, or on a GPU, the work runs elsewhere and only the wall clock sees it.)
 """
 
 from __future__ import annotations
