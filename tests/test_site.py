@@ -81,7 +81,9 @@ _MEASURE = """() => {
             overlap, text: text(div)};
   });
   const links = [...document.querySelectorAll("a[href]")].map((a) => a.href);
-  return {column, wide, images, equations, links,
+  const download = [...document.querySelectorAll("a.btn-download-source-button")]
+    .map((a) => a.getAttribute("href"));
+  return {column, wide, images, equations, links, download,
           merror: document.querySelectorAll("mjx-merror").length,
           visibleNbval: /NBVAL/.test(article.innerText)};
 }"""
@@ -192,6 +194,9 @@ def test_page_reads_well_in_a_browser(book, site, browser, page_path, width):
             f"{page_path}: image {image['src']} is not a numbered figure ({image['caption']!r})"
         assert len(image["caption"]) > len(image["number"]) + 10, \
             f"{page_path}: figure {image['number']} has no real caption: {image['caption']!r}"
+    if (ROOT / f"{page_path}.ipynb").is_file():     # a notebook page offers its notebook
+        assert any(href.endswith(f"_sources/{page_path}.ipynb") for href in found["download"]), \
+            f"{page_path}: no download of the notebook ({found['download']})"
     missing = _missing_targets(book, page_path, found["links"], site)
     assert missing == [], f"{page_path}: links to nothing: {missing}"
     if width >= 1000:
