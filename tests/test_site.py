@@ -141,9 +141,9 @@ def _open(browser, url: str, base: str, width: int):
             request_route.abort()
 
     page.route("**/*", route)
-    page.goto(url, wait_until="load")
+    page.goto(url, wait_until="load", timeout=120_000)
     if page.evaluate("() => !!document.querySelector('script[src*=\"mathjax\" i]')"):
-        page.wait_for_function("() => window.MathJax?.startup?.promise", timeout=30_000)
+        page.wait_for_function("() => window.MathJax?.startup?.promise", timeout=120_000)
         page.evaluate("() => MathJax.startup.promise")
     return page, context, errors, foreign
 
@@ -178,7 +178,8 @@ def test_page_reads_well_in_a_browser(book, site, browser, page_path, width):
         found = page.evaluate(_MEASURE)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         name = page_path.replace("/", "_")
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True,
+                        timeout=120_000)             # long pages on a loaded machine
     finally:
         context.close()
 
