@@ -173,6 +173,12 @@ def _proxies(views: list[Tensor]) -> list[Tensor]:
     return proxies
 
 
+def _is_norm_clip(clip) -> bool:
+    return clip is None or (isinstance(clip, tuple) and len(clip) == 2 and clip[0] == "norm"
+                            and isinstance(clip[1], (int, float))
+                            and not isinstance(clip[1], bool) and clip[1] > 0)
+
+
 def fit_members(models: Sequence[SequenceModel], task: Task, steps: int, *,
                 batch_size: int = 64, optimizer: str = "adam", lr: float = 1e-3, clip=None,
                 seed: int = 0, progress: bool = False, device=None,
@@ -187,7 +193,8 @@ def fit_members(models: Sequence[SequenceModel], task: Task, steps: int, *,
     differ by their initial weights only, which is what a comparison of initialisations needs.
 
     ``optimizer``: a name as in :func:`~rnnlab.train.fit` (all are elementwise). ``clip``:
-    ``None`` or ``("norm", c)``, applied to each member's gradient on its own. No
+    ``None`` or ``("norm", c)``, applied to each member's gradient on its own, or a list with one
+    of these per member (members trained with and without clipping in one run). No
     ``target_loss``: members cannot stop one by one. A member whose state overflows reaches the
     others through the shared products (``0 · inf = nan``), so the whole run stops there, every
     History saying ``stopped="nonfinite"``; train the members alone (:func:`~rnnlab.train.fit`)
@@ -199,10 +206,10 @@ def fit_members(models: Sequence[SequenceModel], task: Task, steps: int, *,
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer: expected a name such as 'adam' (an elementwise optimizer), "
                         f"got {type(optimizer).__name__}")
-    if clip is not None and (not isinstance(clip, tuple) or len(clip) != 2 or clip[0] != "norm"
-                             or isinstance(clip[1], bool) or not isinstance(clip[1], (int, float))
-                             or not clip[1] > 0):
-        raise ValueError(f"clip: expected None or ('norm', c) with c > 0, got {clip!r}")
+    clips = list(clip) if isinstance(clip, list) else [clip] * len(models)
+    if len(clips) != len(models) or not all(_is_norm_clip(c) for c in clips):
+        raise ValueError(f"clip: expected None or ('norm', c) with c > 0, or a list of "
+                         f"{len(models)} of these (one per member), got {clip!r}")
     if eval_every is not None and (not isinstance(eval_every, int) or isinstance(eval_every, bool)
                                    or eval_every < 1):
         raise ValueError(f"eval_every: expected None or an int >= 1, got {eval_every!r}")
@@ -221,15 +228,15 @@ def fit_members(models: Sequence[SequenceModel], task: Task, steps: int, *,
 
     def clipper(params) -> tuple[float, float, bool]:
         norms, flags = [], []
-        for k in range(n):
+        for k, (c, history) in enumerate(zip(clips, histories)):
             proxies = _proxies(ensemble.member_grads(k))
-            norm = clip_grad_norm_(proxies, clip[1]) if clip else grad_norm(proxies)
-            norms.append(float(norm))
-            flags.append(bool(clip) and norms[-1] > clip[1])
-            histories[k].grad_norm.append(norms[-1])
-            histories[k].clipped.append(flags[-1])
-            histories[k].threshold.append(float(clip[1]) if clip else math.nan)
-        return math.sqrt(sum(v * v for v in norms)), clip[1] if clip else math.nan, any(flags)
+            norm = float(clip_grad_norm_(proxies, c[1]) if c else grad_norm(proxies))
+            norms.append(norm)
+            flags.append(c is not None and norm > c[1])
+            history.grad_norm.append(norm)
+            history.clipped.append(flags[-1])
+            history.threshold.append(float(c[1]) if c else math.nan)
+        return math.sqrt(sum(v * v for v in norms)), math.nan, any(flags)
 
     params = next(ensemble.parameters())
     eval_x = eval_y = None

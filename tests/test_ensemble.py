@@ -89,17 +89,23 @@ def test_fit_members_matches_separate_fits(kind, clip):
             torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-12, msg=name)
 
 
-def test_members_differing_in_init_train_as_alone_relu():
+def test_members_differing_in_init_and_clipping_train_as_alone_relu():
     task = adding_task(8)
-    models = _members(task, nonlinearity="relu", n=2)
+    models = _members(task, nonlinearity="relu", n=3)
     identity_(models[0].core)
-    orthogonal_(models[1].core, generator=torch.Generator().manual_seed(0))
+    identity_(models[1].core)
+    orthogonal_(models[2].core, generator=torch.Generator().manual_seed(0))
+    clips = [("norm", 0.1), None, ("norm", 1.0)]
     references = _clone(models)
-    histories = fit_members(models, task, 15, batch_size=8, clip=("norm", 1.0))
-    for reference, history in zip(references, histories, strict=True):
-        alone = fit(reference, task, 15, batch_size=8, clip=("norm", 1.0), progress=False)
-        torch.testing.assert_close(torch.tensor(history.loss), torch.tensor(alone.loss),
-                                   rtol=1e-9, atol=1e-12)
+    histories = fit_members(models, task, 15, batch_size=8, lr=1e-2, clip=clips)
+    for reference, history, clip in zip(references, histories, clips, strict=True):
+        alone = fit(reference, task, 15, batch_size=8, lr=1e-2, clip=clip, progress=False)
+        for field in ("loss", "grad_norm", "threshold"):
+            torch.testing.assert_close(torch.tensor(getattr(history, field)),
+                                       torch.tensor(getattr(alone, field)),
+                                       rtol=1e-9, atol=1e-12, equal_nan=True)
+        assert history.clipped == alone.clipped
+    assert any(histories[0].clipped) and not any(histories[1].clipped)
 
 
 def test_off_block_weights_stay_zero_during_training():
@@ -152,6 +158,8 @@ def test_argument_checks():
         Ensemble([make_model(task, "rnn", 4, num_layers=2)])
     with pytest.raises(ValueError, match="clip"):
         fit_members(models, task, 1, clip=("value", 1.0))
+    with pytest.raises(ValueError, match="one per member"):
+        fit_members(models, task, 1, clip=[("norm", 1.0)])
     with pytest.raises(TypeError, match="optimizer"):
         fit_members(models, task, 1, optimizer=torch.optim.SGD)
     with pytest.raises(TypeError, match="task"):
