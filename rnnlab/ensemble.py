@@ -102,6 +102,9 @@ class Ensemble(nn.Module):
                 for rows, cols in self._blocks(name, k):
                     mask[rows, cols] = 1
             param.register_hook(lambda grad, mask=mask: grad * mask)
+        self._params = dict(self.net.named_parameters())
+        self._slices = [[(name, rows, cols) for name in self._params
+                         for rows, cols in self._blocks(name, k)] for k in range(n)]
 
     def _blocks(self, name: str, k: int) -> list[tuple[slice, slice]]:
         """(rows, cols) of member k's blocks in the ensemble's parameter ``name``, one per gate
@@ -132,11 +135,9 @@ class Ensemble(nn.Module):
 
     def member_grads(self, k: int) -> list[Tensor]:
         """Views of member k's blocks of the ensemble's gradients (what its ``.grad`` would be)."""
-        views = []
-        for name, param in self.net.named_parameters():
-            if param.grad is not None:
-                views += [_index(param.grad, rows, cols) for rows, cols in self._blocks(name, k)]
-        return views
+        grads = {name: p.grad for name, p in self._params.items()}
+        return [_index(grads[name], rows, cols) for name, rows, cols in self._slices[k]
+                if grads[name] is not None]
 
     def forward(self, input: Tensor) -> Tensor:
         output = self.net(input)                                      # (B, [T,] n·O)
@@ -162,15 +163,20 @@ def _index(t: Tensor, rows: slice, cols: slice) -> Tensor:
     return t[rows] if t.dim() == 1 else t[rows, cols]
 
 
-def _proxies(views: list[Tensor]) -> list[Tensor]:
-    """Stand-in parameters whose ``.grad`` are ``views``, so that rnnlab.clipping measures and
-    clips one member's gradient in place, by the same code as for a model of its own."""
-    proxies = []
-    for view in views:
-        proxy = torch.empty_like(view)
-        proxy.grad = view
-        proxies.append(proxy)
-    return proxies
+class _Proxies:
+    """Stand-in parameters whose ``.grad`` are views of one member's gradient blocks, so that
+    rnnlab.clipping measures and clips that member in place by the same code as a model of its
+    own. Made once, re-bound to the new gradients at every step."""
+
+    def __init__(self) -> None:
+        self.tensors: list[Tensor] = []
+
+    def bind(self, views: list[Tensor]) -> list[Tensor]:
+        if [t.shape for t in self.tensors] != [v.shape for v in views]:
+            self.tensors = [torch.empty_like(v) for v in views]
+        for proxy, view in zip(self.tensors, views):
+            proxy.grad = view
+        return self.tensors
 
 
 def _is_norm_clip(clip) -> bool:
@@ -226,11 +232,13 @@ def fit_members(models: Sequence[SequenceModel], task: Task, steps: int, *,
         member_loss.append(losses.detach().tolist())
         return losses.sum()
 
+    proxies = [_Proxies() for _ in range(n)]
+
     def clipper(params) -> tuple[float, float, bool]:
         norms, flags = [], []
         for k, (c, history) in enumerate(zip(clips, histories)):
-            proxies = _proxies(ensemble.member_grads(k))
-            norm = float(clip_grad_norm_(proxies, c[1]) if c else grad_norm(proxies))
+            grads = proxies[k].bind(ensemble.member_grads(k))
+            norm = float(clip_grad_norm_(grads, c[1]) if c else grad_norm(grads))
             norms.append(norm)
             flags.append(c is not None and norm > c[1])
             history.grad_norm.append(norm)
