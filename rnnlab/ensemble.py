@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from rnnlab.clipping import clip_grad_norm_, grad_norm
+from rnnlab.clipping import _EPS
 from rnnlab.tasks import Task
 from rnnlab.train import History, SequenceModel, fit
 
@@ -103,8 +103,6 @@ class Ensemble(nn.Module):
                     mask[rows, cols] = 1
             param.register_hook(lambda grad, mask=mask: grad * mask)
         self._params = dict(self.net.named_parameters())
-        self._slices = [[(name, rows, cols) for name in self._params
-                         for rows, cols in self._blocks(name, k)] for k in range(n)]
 
     def _blocks(self, name: str, k: int) -> list[tuple[slice, slice]]:
         """(rows, cols) of member k's blocks in the ensemble's parameter ``name``, one per gate
@@ -133,11 +131,30 @@ class Ensemble(nn.Module):
                                                       self._member_blocks(name), strict=True):
                 yield _index(param, rows, cols), _index(members[name], m_rows, m_cols)
 
-    def member_grads(self, k: int) -> list[Tensor]:
-        """Views of member k's blocks of the ensemble's gradients (what its ``.grad`` would be)."""
-        grads = {name: p.grad for name, p in self._params.items()}
-        return [_index(grads[name], rows, cols) for name, rows, cols in self._slices[k]
-                if grads[name] is not None]
+    def _by_member(self, name: str, t: Tensor) -> Tensor:
+        """Parameter-shaped ``t`` viewed as (G, n, rest): member k's rows are ``[:, k]`` (with
+        its off-block columns, which are zero in a gradient)."""
+        return t.view(1 if name.startswith("readout") else self.gates, self.n_members, -1)
+
+    def member_grad_norms(self) -> Tensor:
+        r"""``(n,)``: :math:`\lVert g^{(k)}\rVert_2`, the 2-norm of each member's gradient."""
+        squares = [self._by_member(name, p.grad).pow(2).sum(dim=(0, 2))
+                   for name, p in self._params.items() if p.grad is not None]
+        return torch.stack(squares).sum(dim=0).sqrt()
+
+    def clip_member_grads_(self, max_norms: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Norm-clip each member's gradient on its own, in place; ``max_norms`` (n,), ``inf``
+        for a member not to clip. Returns the norms before clipping and which were clipped.
+
+        :math:`g^{(k)} \leftarrow g^{(k)} \min\big(1, c_k / (\lVert g^{(k)}\rVert + 10^{-6})\big)`,
+        the coefficient of :func:`rnnlab.clipping.clip_grad_norm_`, one per member.
+        """
+        norms = self.member_grad_norms()
+        coef = torch.clamp(max_norms / (norms + _EPS), max=1.0).view(1, -1, 1)
+        for name, p in self._params.items():
+            if p.grad is not None:
+                self._by_member(name, p.grad).mul_(coef)
+        return norms, norms > max_norms
 
     def forward(self, input: Tensor) -> Tensor:
         output = self.net(input)                                      # (B, [T,] n·O)
@@ -145,8 +162,7 @@ class Ensemble(nn.Module):
 
     def member_losses(self, prediction: Tensor, target: Tensor, task: Task) -> Tensor:
         """``(n,)``: ``task.loss`` of each member's slice of ``prediction`` (from forward)."""
-        return torch.stack([task.loss(prediction.select(-2, k), target)
-                            for k in range(self.n_members)])
+        return torch.vmap(task.loss, in_dims=(-2, None))(prediction, target)
 
     def copy_to_(self, models: Sequence[SequenceModel]) -> None:
         """Write each member's current weights into ``models[k]`` (in place)."""
@@ -161,22 +177,6 @@ class Ensemble(nn.Module):
 
 def _index(t: Tensor, rows: slice, cols: slice) -> Tensor:
     return t[rows] if t.dim() == 1 else t[rows, cols]
-
-
-class _Proxies:
-    """Stand-in parameters whose ``.grad`` are views of one member's gradient blocks, so that
-    rnnlab.clipping measures and clips that member in place by the same code as a model of its
-    own. Made once, re-bound to the new gradients at every step."""
-
-    def __init__(self) -> None:
-        self.tensors: list[Tensor] = []
-
-    def bind(self, views: list[Tensor]) -> list[Tensor]:
-        if [t.shape for t in self.tensors] != [v.shape for v in views]:
-            self.tensors = [torch.empty_like(v) for v in views]
-        for proxy, view in zip(self.tensors, views):
-            proxy.grad = view
-        return self.tensors
 
 
 def _is_norm_clip(clip) -> bool:
@@ -232,21 +232,20 @@ def fit_members(models: Sequence[SequenceModel], task: Task, steps: int, *,
         member_loss.append(losses.detach().tolist())
         return losses.sum()
 
-    proxies = [_Proxies() for _ in range(n)]
-
-    def clipper(params) -> tuple[float, float, bool]:
-        norms, flags = [], []
-        for k, (c, history) in enumerate(zip(clips, histories)):
-            grads = proxies[k].bind(ensemble.member_grads(k))
-            norm = float(clip_grad_norm_(grads, c[1]) if c else grad_norm(grads))
-            norms.append(norm)
-            flags.append(c is not None and norm > c[1])
-            history.grad_norm.append(norm)
-            history.clipped.append(flags[-1])
-            history.threshold.append(float(c[1]) if c else math.nan)
-        return math.sqrt(sum(v * v for v in norms)), math.nan, any(flags)
-
     params = next(ensemble.parameters())
+    max_norms = torch.tensor([float(c[1]) if c else math.inf for c in clips],
+                             dtype=params.dtype, device=params.device)
+
+    def clipper(_) -> tuple[float, float, bool]:
+        with torch.no_grad():
+            norms, clipped = ensemble.clip_member_grads_(max_norms)
+        norms, clipped = norms.tolist(), clipped.tolist()
+        for c, history, norm, flag in zip(clips, histories, norms, clipped):
+            history.grad_norm.append(norm)
+            history.clipped.append(flag)
+            history.threshold.append(float(c[1]) if c else math.nan)
+        return math.sqrt(sum(v * v for v in norms)), math.nan, any(clipped)
+
     eval_x = eval_y = None
     if eval_every is not None:
         eval_x, eval_y = task.sample(eval_batch_size,
