@@ -12,14 +12,7 @@ from rnnlab.init import identity_, orthogonal_
 from rnnlab.tasks import adding_task, temporal_order_task
 from rnnlab.train import fit, make_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention (2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _members(task, kind="rnn", n=3, hidden_size=6, nonlinearity="tanh"):
