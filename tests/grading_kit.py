@@ -80,12 +80,14 @@ def host_snapshot() -> dict[str, tuple]:
 
 
 def children() -> list[str]:
-    """Command lines of this process's live descendants (zombies aside)."""
+    """Command lines of this process's live descendants (zombies, and the resource tracker that
+    multiprocessing keeps for the life of this process, aside)."""
     found = []
     for process in psutil.Process().children(recursive=True):
         try:
-            if process.status() != psutil.STATUS_ZOMBIE:
-                found.append(" ".join(process.cmdline()))
+            command = " ".join(process.cmdline())
+            if process.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in command:
+                found.append(command)
         except psutil.Error:
             pass
     return found

@@ -332,6 +332,8 @@ def run(tmp_path_factory):
                  "--feedback", str(base / "feedback"), "--quiet"])
     seconds = time.monotonic() - start
     after = host_snapshot()
+    changed = sorted(set(before.items()) ^ set(after.items()))
+    (base / "host_changes.txt").write_text("\n".join(map(str, changed)))
     with open(base / "grades.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     points: dict[str, dict[str, int]] = {}
@@ -340,7 +342,7 @@ def run(tmp_path_factory):
         points.setdefault(student, {})[test] = int(float(got))
         flags.setdefault(student, {})[test] = set(words.split(";")) - {""}
     return {"code": code, "rows": rows, "points": points, "flags": flags, "base": base,
-            "seconds": seconds, "changed": sorted(set(before.items()) ^ set(after.items())),
+            "seconds": seconds, "changed": changed,
             "leftovers": sorted(os.listdir(sandboxes)), "children": children(),
             "details": {d.student: d for d in read_details(base / "grades_details.json")},
             "feedback": {p.stem: p.read_text(encoding="utf-8")
