@@ -11,6 +11,9 @@ With ``bwrap`` (Debian package ``bubblewrap``) the kernel sees a fresh root file
   ``/dev/shm`` of a quarter of that;
 * ``/run/rnnlab``: the only directory shared with the grader, holding the kernel's IPC sockets,
   its connection file and the request/result files of proxied calls;
+* ``/run/rnnlab-lib/rnnlab``: the grader's own ``rnnlab`` package, first on the kernel's
+  ``PYTHONPATH``, so the kernel imports the same code however the grader found it (installed,
+  editable, or from a checkout);
 * new user, PID, IPC, UTS, cgroup and network namespaces (no network at all, not even the
   host's loopback), a new session, and ``--die-with-parent`` so the sandbox dies with the grader.
 
@@ -44,6 +47,7 @@ from rnnlab.grading.limits import LAUNCHER, Limits, launcher_args
 __all__ = ["Support", "support", "bwrap_available", "Sandbox", "INSIDE_IPC", "SANDBOX_UID"]
 
 INSIDE_IPC = "/run/rnnlab"
+INSIDE_LIB = "/run/rnnlab-lib"
 SANDBOX_UID = 65534
 _SYSTEM = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 _ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/fonts",
@@ -114,14 +118,19 @@ def bwrap_available() -> bool:
     return support().bwrap
 
 
-def python_paths() -> list[str]:
-    """The directories a kernel of this Python needs: prefixes, site-packages, rnnlab."""
+def _package() -> str:
+    """The directory of the ``rnnlab`` package this grader runs."""
     import rnnlab
 
+    return os.path.dirname(os.path.abspath(rnnlab.__file__))
+
+
+def python_paths() -> list[str]:
+    """The directories a kernel of this Python needs: prefixes, site-packages, rnnlab."""
     paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
              os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
     paths.update(site.getsitepackages())
-    paths.add(os.path.dirname(os.path.abspath(rnnlab.__file__)))
+    paths.add(_package())
     user_site = site.getusersitepackages()
     if isinstance(user_site, str) and user_site in sys.path:
         paths.add(user_site)
@@ -171,6 +180,7 @@ class Sandbox:
         home = "/tmp" if self.isolated else str(self.tmp)
         threads = str(self.threads)
         return {
+            "PYTHONPATH": INSIDE_LIB if self.isolated else os.path.dirname(_package()),
             "PATH": os.path.dirname(sys.executable) + ":/usr/local/bin:/usr/bin:/bin",
             "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
             "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.matplotlib",
@@ -201,6 +211,7 @@ class Sandbox:
                 "--bind", str(self.ipc), INSIDE_IPC,
                 # after /tmp: a checkout (and its venv) under /tmp must not be hidden by it
                 *_binds(python_paths(), "--ro-bind"),
+                "--ro-bind", _package(), f"{INSIDE_LIB}/rnnlab",
                 "--remount-ro", "/dev", "--remount-ro", "/",
                 "--chdir", "/tmp", "--hostname", "sandbox", *_fences(seccomp_fd),
                 "--", *command,
