@@ -61,13 +61,15 @@ def write(directory: Path, student: str, name: str, notebook) -> Path:
 def host_snapshot() -> dict[str, tuple]:
     """(size, mtime, ctime, mode) of every file of the repository, the installed rnnlab package
     and site-packages (caches aside): a write, even one that restores the mtime, changes the
-    ctime; a new file is a new key."""
+    ctime; a new file is a new key. Git's object store is left out: its files are immutable and
+    shared (hard links) with every local clone, whose link counts change their ctime."""
     roots = {ROOT, Path(rnnlab.__file__).resolve().parent,
              *(Path(p) for p in site.getsitepackages())}
     snapshot: dict[str, tuple] = {}
     for root in sorted(roots):
         for directory, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if d not in _SKIP]
+            dirs[:] = [d for d in dirs if d not in _SKIP
+                       and not (d == "objects" and directory.endswith(".git"))]
             for name in (*dirs, *files):
                 path = os.path.join(directory, name)
                 try:

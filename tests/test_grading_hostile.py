@@ -108,7 +108,7 @@ BIG_HIDDEN = ("def rotation(theta):\n"     # item 5: a huge matrix only where th
               "        return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)\n"
               "    return torch.eye(2000, dtype=torch.float64)")
 WIDE = "def rotation(theta):\n    return torch.ones(1, 40000, dtype=torch.float64)"
-LISTS = "def rotation(theta):\n    return [[] for _ in range(600_000)]"
+LISTS = "def rotation(theta):\n    return [[] for _ in range(150_000)]"
 MUTATE = ("def clamp_all(values, bound):\n"      # item 6: changes its input in place
           "    for v in values:\n"
           "        v.clamp_(-bound, bound)\n"

@@ -26,9 +26,10 @@ import sys
 __all__ = ["encode", "decode", "dumps", "loads", "serve", "reset", "MAX_DEPTH", "MAX_ITEMS"]
 
 MAX_DEPTH = 32
-MAX_ITEMS = 2**20
+MAX_ITEMS = 2**18
 """The most list/dict items a decoded text may hold (a small text of empty lists would
-otherwise cost the grader far more memory and time than its size)."""
+otherwise cost the grader far more memory and time than its size); more data travels as a
+tensor or an array."""
 _TORCH_DTYPES = (
     "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
     "float64", "complex64", "complex128",
