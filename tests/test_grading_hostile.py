@@ -431,6 +431,71 @@ def test_grades_csv_has_the_contract_header_and_sorted_rows(run):
     assert "solution,12,12,12" in summary and "untouched,0,0,12" in summary
 
 
+LIMITS_PROBE = (
+    "import json, os, resource\n"
+    "status = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines())\n"
+    "limits = {name: resource.getrlimit(getattr(resource, 'RLIMIT_' + name))\n"
+    "          for name in ('AS', 'FSIZE', 'NPROC', 'NOFILE', 'CORE')}\n"
+    "size = {d: os.statvfs(d).f_blocks * os.statvfs(d).f_frsize for d in ('/tmp', '/dev/shm')}\n"
+    "groups = open('/proc/self/cgroup').read()\n"
+    "json.dump({'limits': limits, 'size': size, 'cpus': sorted(os.sched_getaffinity(0)),\n"
+    "           'uid': os.getuid(), 'cap': status['CapEff'].strip(),\n"
+    "           'writable': {d: os.access(d, os.W_OK) for d in ('/', '/etc', '/usr', '/dev')}},\n"
+    "          open('/run/rnnlab/probe.json', 'w'))\n")
+
+
+def test_a_kernel_runs_with_exactly_the_limits_it_was_given(tmp_path):
+    import json
+
+    from rnnlab.grading.kernel import StudentKernel
+    from rnnlab.grading.limits import MAX_RESULT_BYTES, Limits
+    from rnnlab.grading.sandbox import Sandbox
+
+    limits = Limits(memory=3 * 2**30 + 2**20, scratch=96 * 2**20, processes=40)
+    box = Sandbox(tmp_path / "box", True, limits, cpus=[0])
+    kernel = StudentKernel(box, startup_timeout=300)
+    try:
+        assert kernel.start(time.monotonic() + 300).status == "ok"
+        assert kernel.execute(LIMITS_PROBE, time.monotonic() + 120).status == "ok"
+        seen = json.loads((box.ipc / "probe.json").read_text())
+        group = box.group
+    finally:
+        kernel.kill()
+        box.cleanup()
+    largest_file = max(limits.scratch, MAX_RESULT_BYTES + 2**20)
+    assert seen["limits"] == {"AS": [limits.memory] * 2, "FSIZE": [largest_file] * 2,
+                              "NPROC": [40, 40], "NOFILE": [1024, 1024], "CORE": [0, 0]}
+    assert seen["size"] == {"/tmp": limits.scratch, "/dev/shm": limits.scratch // 4}
+    assert seen["uid"] == 65534 and seen["cap"] == "0" * 16
+    assert seen["writable"] == {"/": False, "/etc": False, "/usr": False, "/dev": False}
+    if ROOT_RUN and support().cgroups:          # the tree's own group bounds memory and CPU
+        assert group is not None and seen["cpus"] == sorted(os.sched_getaffinity(0))
+    else:                                       # pinned to the CPU it was given
+        assert seen["cpus"] == [0]
+    assert box.group is None and not (tmp_path / "box").exists()
+
+
+def test_a_control_group_holds_the_limits_it_was_given():
+    if not support().cgroups:
+        pytest.skip("control groups need root and cgroup v1 hierarchies")
+    from rnnlab.grading.cgroup import ControlGroup
+
+    group = ControlGroup.create(memory=2**30, processes=33, cpus=1)
+    try:
+        read = {name: (d / file).read_text().strip() for name, d, file in (
+            ("memory", group.directories["memory"], "memory.limit_in_bytes"),
+            ("pids", group.directories["pids"], "pids.max"),
+            ("quota", group.directories["cpu"], "cpu.cfs_quota_us"),
+            ("period", group.directories["cpu"], "cpu.cfs_period_us"))}
+        assert read == {"memory": str(2**30), "pids": "33", "quota": "100000",
+                        "period": "100000"}
+        assert group.pids() == set() and group.oom_kills() == 0
+        directories = list(group.directories.values())
+    finally:
+        group.close()
+    assert not any(d.exists() for d in directories)
+
+
 def _all_commands() -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
