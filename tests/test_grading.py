@@ -31,12 +31,15 @@ from rnnlab.cli import main
 from rnnlab.grading import remote
 from rnnlab.grading.answers import GradingEvent, mirror, unwrap
 from rnnlab.grading.batch import grade, parse_memory
+from rnnlab.grading.checker import TOO_LONG, Checker
+from rnnlab.grading.checkproc import OUT_OF_MEMORY
 from rnnlab.grading.labs import release
 from rnnlab.grading.limits import Limits
 from rnnlab.grading.messages import assertion_template
-from rnnlab.grading.notebook import read_notebook
+from rnnlab.grading.notebook import LabCell, read_notebook
 from rnnlab.grading.recorder import SWITCHED_OFF, Recorder
 from rnnlab.grading.report import escape
+from rnnlab.grading.results import TestResult
 from rnnlab.grading.sandbox import Support, support
 from rnnlab.grading.submissions import read_submission
 
@@ -256,6 +259,26 @@ def test_feedback_templates_keep_the_instructors_words_only():
     assert assertion_template(source, 3) == ""
     assert assertion_template(source, 4) == ""
     assert escape("<b>*x*</b> [a](b) `c`\nd") == r"&lt;b&gt;\*x\*&lt;/b&gt; \[a\](b) \`c\` d"
+
+
+@pytest.mark.slow
+def test_checks_past_their_time_or_memory_fail_alone_and_the_checker_recovers():
+    checker = Checker(Limits(cell_timeout=3.0, memory=2**30))
+
+    def test(grade_id: str, source: str) -> TestResult:
+        return checker.run_test(LabCell("test", grade_id, source, 1.0, True, False, "code"),
+                                {}, session=None)          # no answer used: no kernel needed
+    try:
+        checker.begin_lab("lab")
+        checker.run_setup("setup", "import torch\nbase = torch.ones(3)")
+        slow = test("slow", "while True:\n    pass")
+        big = test("big", "huge = torch.ones(2**31, dtype=torch.float64)")
+        fine = test("fine", "assert base.sum() == 3")         # set-up replayed after the kill
+    finally:
+        checker.close()
+    assert (slow.points, slow.flags, slow.message) == (0.0, ("error",), TOO_LONG)
+    assert (big.points, big.flags, big.message) == (0.0, ("error",), OUT_OF_MEMORY)
+    assert (fine.points, fine.flags) == (1.0, ())
 
 
 def test_support_describes_what_the_sandbox_can_do():
