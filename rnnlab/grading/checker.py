@@ -46,6 +46,8 @@ class Checker:
     """A checker process with ``limits.memory`` bytes for its checks (see the module docs)."""
 
     def __init__(self, limits: Limits):
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits: expected Limits, got {type(limits).__name__}")
         self.limits = limits
         self.process: subprocess.Popen | None = None
         self._inbox: Connection | None = None
@@ -54,19 +56,19 @@ class Checker:
         self._lab = ""
 
     def _start(self) -> None:
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
+        child_reads, parent_writes = os.pipe()
+        parent_reads, child_writes = os.pipe()
         env = dict(os.environ, RNNLAB_DEVICE="cpu", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    MPLBACKEND="agg")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rnnlab.grading.checkproc", str(to_child), str(from_child),
-             str(self.limits.memory)],
-            pass_fds=(to_child, from_child), env=env, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "rnnlab.grading.checkproc", str(child_reads),
+             str(child_writes), str(self.limits.memory)],
+            pass_fds=(child_reads, child_writes), env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        os.close(to_child)
-        os.close(from_child)
-        self._outbox = Connection(from_parent, readable=False)
-        self._inbox = Connection(to_parent, writable=False)
+        os.close(child_reads)
+        os.close(child_writes)
+        self._outbox = Connection(parent_writes, readable=False)
+        self._inbox = Connection(parent_reads, writable=False)
         self._expect("started", time.monotonic() + self.limits.setup_timeout)
 
     def _send(self, message: dict) -> None:
