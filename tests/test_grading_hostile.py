@@ -353,13 +353,13 @@ def _check(run, *students: str) -> None:
     """The attackers' points and flags as expected, every other student's points as expected
     (the honest ones' flags too), the host's files intact."""
     assert run["code"] == 0
-    assert {s: run["points"].get(s) for s in EXPECTED} == {s: e[0] for s, e in EXPECTED.items()}
     for student in (*students, *HONEST):
         points, notebook_flags, test_flags = EXPECTED[student]
         assert run["points"][student] == points, (student, run["details"][student])
         for test in points:
             words = set(f"{notebook_flags};{test_flags.get(test, '')}".split(";")) - {""}
             assert run["flags"][student][test] == words, (student, test, run["flags"][student])
+    assert {s: run["points"].get(s) for s in EXPECTED} == {s: e[0] for s, e in EXPECTED.items()}
     assert run["changed"] == []
 
 
