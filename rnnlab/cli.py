@@ -17,9 +17,9 @@ from rnnlab import __version__
 
 
 def _release(args: argparse.Namespace) -> int:
-    from rnnlab.grading.release import release
+    from rnnlab import grading
 
-    for path in release(args.source, args.dest):
+    for path in grading.release(args.source, args.dest):
         print(path)
     return 0
 
@@ -28,12 +28,11 @@ def _grade(args: argparse.Namespace) -> int:
     os.environ["RNNLAB_DEVICE"] = "cpu"            # tests compare against CPU tensors
     from tqdm import tqdm
 
-    from rnnlab.grading import report
-    from rnnlab.grading.grade import SandboxUnavailable, grade, parse_memory
-    from rnnlab.grading.session import Limits
+    from rnnlab import grading
 
-    limits = Limits(args.cell_timeout, args.notebook_timeout, parse_memory(args.memory),
-                    args.setup_timeout)
+    limits = grading.Limits(args.cell_timeout, args.notebook_timeout,
+                            grading.parse_memory(args.memory), args.setup_timeout,
+                            grading.parse_memory(args.scratch))
     sandbox = "require" if args.require_sandbox else "off" if args.no_sandbox else "auto"
     bar = None
 
@@ -45,32 +44,40 @@ def _grade(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        results, isolated = grade(args.submissions, args.source, limits=limits, jobs=args.jobs,
-                                  sandbox=sandbox, progress=progress)
-    except SandboxUnavailable as exc:
+        results, isolated = grading.grade(args.submissions, args.source, limits=limits,
+                                          jobs=args.jobs, sandbox=sandbox, progress=progress,
+                                          tmp_root=args.tmp_dir)
+    except grading.SandboxUnavailable as exc:
         print(f"rnnlab grade: {exc}", file=sys.stderr)
         return 2
     finally:
         if bar is not None:
             bar.close()
+    found = grading.support()
     if not isolated:
         print("WARNING: student code ran WITHOUT a sandbox (bwrap missing or --no-sandbox): it "
               "could read the solutions and every file this user can, and use the network. "
               "Install bubblewrap, or pass --require-sandbox to refuse.", file=sys.stderr)
+    elif not found.seccomp:
+        print("WARNING: the sandbox ran without its seccomp filter (libseccomp2 missing): "
+              "student code could start processes. Install libseccomp2, or pass "
+              "--require-sandbox to refuse.", file=sys.stderr)
+    elif not args.quiet:
+        print(f"sandbox: {found.describe()}", file=sys.stderr)
     out = Path(args.out)
-    report.write_grades(results, out)
-    report.write_summary(results, out.with_name(out.stem + "_summary.csv"))
-    details = report.write_details(results, out.with_name(out.stem + "_details.json"))
+    grading.write_grades(results, out)
+    grading.write_summary(results, out.with_name(out.stem + "_summary.csv"))
+    details = grading.write_details(results, out.with_name(out.stem + "_details.json"))
     if args.feedback:
-        report.write_feedback(results, args.feedback)
+        grading.write_feedback(results, args.feedback)
     print(f"graded {len(results)} notebooks → {out} (details: {details})")
     return 0
 
 
 def _feedback(args: argparse.Namespace) -> int:
-    from rnnlab.grading import report
+    from rnnlab import grading
 
-    paths = report.write_feedback(report.read_details(args.details), args.out)
+    paths = grading.write_feedback(grading.read_details(args.details), args.out)
     print(f"wrote {len(paths)} feedback files to {args.out}")
     return 0
 
@@ -125,11 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 120)")
     grade.add_argument("--notebook-timeout", type=float, default=600.0,
                        help="wall-clock seconds per lab of a student (default 600)")
-    grade.add_argument("--memory", default="4G", help="memory per kernel (default 4G)")
+    grade.add_argument("--memory", default="4G",
+                       help="memory of a student's kernel, and of the checks of one test "
+                            "(default 4G)")
+    grade.add_argument("--scratch", default="256M",
+                       help="size of a kernel's private in-memory /tmp (default 256M)")
     grade.add_argument("--feedback", metavar="DIR", help="also write DIR/<student>.md")
+    grade.add_argument("--tmp-dir", metavar="DIR", default=None,
+                       help="where the kernels' private directories go (default: the "
+                            "system's temporary directory)")
     box = grade.add_mutually_exclusive_group()
     box.add_argument("--require-sandbox", action="store_true",
-                     help="fail instead of running student code without bwrap")
+                     help="fail instead of running student code without bwrap and its "
+                          "seccomp filter")
     box.add_argument("--no-sandbox", action="store_true",
                      help="run student code without bwrap (trusted submissions only)")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
