@@ -5,7 +5,9 @@ runtime directories) serves a copy of the released labs. For each lab the test o
 browser, waits for the kernel to be idle and runs it through the UI like a student:
 
 * unanswered (as released): cell by cell (Shift+Enter, which goes on after a failure), and every
-  visible check shows one readable ``✗ … not implemented yet`` line, never a traceback;
+  cell that stops shows one readable line — a visible check's ``✗ … not implemented yet``, a
+  figure's ``✗ rnn_backward: not implemented yet``, a question's ``✗ this cell: not answered
+  yet``, a name not defined yet — never a traceback;
 * answered (the solution's answer cells pasted into the lab's answer cells): *Run All* from the
   Run menu, and every visible check prints ``✓`` and nothing fails.
 
@@ -27,7 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rnnlab.labkit import NOT_IMPLEMENTED
+from rnnlab.labkit import NOT_ANSWERED, NOT_IMPLEMENTED, RUN_ABOVE
 
 pytestmark = pytest.mark.slow
 
@@ -236,7 +238,7 @@ def test_unanswered_lab_shows_one_readable_line_per_check(lab_server, browser, l
     assert unexecuted == [], f"{lab.name}: code cells never ran: {unexecuted}"
     passed, failed = _checks(cells)
     assert failed, f"{lab.name}: no visible check failed although nothing is answered"
-    assert all(line.endswith(NOT_IMPLEMENTED) or "run the cell above" in line
+    assert all(line.endswith((NOT_IMPLEMENTED, NOT_ANSWERED)) or line.endswith(RUN_ABOVE)
                for line in failed), f"{lab.name}: unreadable failures: {failed}"
     walls = [o["text"][:200] for c in cells for o in c["outputs"]
              if "Traceback" in o["text"] or o["text"].count("\n") > 15 and o["error"]]
