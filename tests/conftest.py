@@ -25,6 +25,16 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: loops of small tensors on 2 shared cores only
+    lose time to a second thread (use with ``pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def book(tmp_path_factory) -> Path:
     """Build the book once per session with warnings as errors; return the HTML folder.
