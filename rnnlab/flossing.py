@@ -85,12 +85,22 @@ def lyapunov_exponents(model, input: Tensor, hx: Tensor | None = None,
     start = torch.randn(H, k, generator=torch.Generator().manual_seed(_START_SEED),
                         dtype=torch.float64)
     Q = torch.linalg.qr(start).Q.to(W).expand(slopes.shape[1], H, k)     # (B, H, k)
-    total = W.new_zeros((slopes.shape[1], k))
-    for slope in slopes:
-        Q, R = torch.linalg.qr(slope.unsqueeze(-1) * (W @ Q))            # J_t Q_{t-1} = Q_t R_t
-        total = total + R.diagonal(dim1=-2, dim2=-1).abs().log()
-    exponents = (total / slopes.shape[0]).sort(dim=-1, descending=True).values
+    exponents = _qr_rates(slopes, W, Q).sort(dim=-1, descending=True).values
     return exponents[0] if input.dim() == 2 else exponents
+
+
+def _qr_rates(slopes: Tensor, weight_hh: Tensor, Q: Tensor) -> Tensor:
+    """(1/T) Σ_t log|diag R_t| with J_t Q_{t-1} = Q_t R_t, J_t = diag(φ'(a_t)) W_hh.
+
+    slopes: (T, B, H), one row of φ'(a_t) per step; Q: the basis Q_0, (B, H, k).
+    Returns (B, k), in the order of Q's columns.
+    """
+    total = 0
+    for slope in slopes:                                        # (B, H)
+        J_Q = slope.unsqueeze(-1) * (weight_hh @ Q)             # J_t Q_{t-1}: (B, H, k)
+        Q, R = torch.linalg.qr(J_Q)
+        total = total + R.diagonal(dim1=-2, dim2=-1).abs().log()  # log|(R_t)_ii|
+    return total / len(slopes)
 
 
 def flossing_loss(exponents: Tensor, target: float = 0.0) -> Tensor:

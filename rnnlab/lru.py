@@ -77,8 +77,13 @@ def scan(lambdas: Tensor, inputs: Tensor, h0: Tensor | None = None) -> Tensor:
             raise ValueError(f"h0: expected a shape broadcastable to {tuple(inputs.shape[1:])}"
                              f", got {tuple(h0.shape)}") from None
         b = torch.cat((first.expand(inputs.shape[1:]).unsqueeze(0), b[1:]))
-    T, offset = inputs.shape[0], 1
-    while offset < T:
+    return _compose_prefixes(a, b)
+
+
+def _compose_prefixes(a: Tensor, b: Tensor) -> Tensor:
+    """x_t = a_t x_{t-1} + b_t from x_0 = 0, all t at once; a, b: (T, ...), row t-1."""
+    T, offset = b.shape[0], 1
+    while offset < T:         # then row t composes the 2 * offset steps ending at t
         b = torch.cat((b[:offset], a[offset:] * b[:-offset] + b[offset:]))
         a = torch.cat((a[:offset], a[offset:] * a[:-offset]))
         offset *= 2
