@@ -16,6 +16,7 @@ from rnnlab.diagnostics import (
     hidden_grads,
     loss_slice,
 )
+from rnnlab.history import History
 from rnnlab.tasks import adding_task, copy_task
 from rnnlab.train import SequenceModel, fit, make_model
 
@@ -214,8 +215,10 @@ def test_grad_norm_history_mirrors_history():
     assert summary["max"] == max(history.grad_norm)
     assert summary["median"] == pytest.approx(float(np.median(history.grad_norm)))
     assert summary["clip_fraction"] == history.clip_fraction
-    with pytest.raises(ValueError, match="history"):
+    with pytest.raises(TypeError, match="history"):
         grad_norm_history([])
+    with pytest.raises(ValueError, match="history"):
+        grad_norm_history(History())
 
 
 def test_loss_slice_along_gradient_has_slope_of_gradient_norm():
