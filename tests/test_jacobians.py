@@ -368,7 +368,7 @@ def test_bad_input_raises(input, exc, match):
 @pytest.mark.parametrize("model, hx, exc, match", [
     (torch.nn.RNN(3, 4), torch.zeros(1, 2, 4), ValueError, r"hx: expected shape \(1, 1, 4\)"),
     (torch.nn.RNN(3, 4), torch.zeros(1, 1, 4, dtype=F64), TypeError, "hx: expected dtype"),
-    (torch.nn.LSTM(3, 4), torch.zeros(1, 1, 4), TypeError, r"hx: expected a tuple \(h0, c0\)"),
+    (torch.nn.LSTM(3, 4), torch.zeros(1, 1, 4), TypeError, r"hx: expected a tuple \(h_0, c_0\)"),
     (torch.nn.LSTM(3, 4), (torch.zeros(1, 1, 4), torch.zeros(1, 1, 5)), ValueError,
      r"hx\[1\]: expected shape \(1, 1, 4\)"),
 ])
