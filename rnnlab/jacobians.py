@@ -169,27 +169,22 @@ def _diag_sum(coefficients: tuple[Tensor, ...], weight: Tensor) -> Tensor:
     return (k.unsqueeze(-1) * weight).reshape(L, B, GH // H, H, H).sum(2)   # (L, B, H, H)
 
 
-def _top_eigenvalue(Ms: Tensor, u: Tensor, rounds: int = 3) -> tuple[Tensor, Tensor]:
-    r"""λ_max(M Mᵀ) of each unit-Frobenius M in ``Ms`` (L, B, S, S), and a warm start for the next.
+def _top_eigenvalue(Ms: Tensor, u: Tensor, rounds: int = 3) -> Tensor:
+    r"""λ_max(M Mᵀ) of each unit-Frobenius M in ``Ms`` (L, B, r, S), from a unit start ``u``
+    (B, r) shared by the chunk.
 
     For a unit vector u, ρ = ‖Mᵀu‖² ≤ λ_max. Writing G = M Mᵀ in the basis (u, u^⊥), the Schur
     complement bounds λ_max ≤ ρ + ‖Gu − ρu‖²/(ρ − tr C) with tr C = tr G − ρ = 1 − ρ, valid when
     ρ > 1 − ρ. Where that bound certifies ρ to a few ulps it is the answer. Each round costs two
-    matrix-vector products and its Gu is the next power iterate, so the matrices left uncertain
-    (flat spectra, short lags) take another round from there; after ``rounds`` rounds LAPACK's
-    ``eigvalsh`` settles the rest. ``u`` (B, S) starts every matrix of the chunk. (The
-    matrix-vector products are einsums: a batched matmul with one column is several times
-    slower.)
+    matrix-vector products (einsums: a batched matmul with one column is several times slower)
+    and its Gu is the next power iterate, so the matrices left uncertain (flat spectra, short
+    lags) take another round from there; after ``rounds`` rounds LAPACK's ``eigvalsh`` settles
+    the rest.
     """
     eps, tiny = torch.finfo(Ms.dtype).eps, torch.finfo(Ms.dtype).tiny
-
-    def unit(w: Tensor) -> Tensor:
-        return w / torch.linalg.vector_norm(w, dim=-1, keepdim=True).clamp_min(tiny)
-
     rho = Ms.new_empty(Ms.shape[:-2])                                        # (L, B)
     pending = torch.ones_like(rho, dtype=torch.bool)
-    M, x = Ms, u.expand(Ms.shape[:-1])                                       # x (L, B, S)
-    warm = None
+    M, x = Ms, u.expand(Ms.shape[:-1])                                       # x (L, B, r)
     for _ in range(rounds):
         v = torch.einsum("...ji,...j->...i", M, x)                           # Mᵀu
         r = (v * v).sum(-1)
@@ -199,27 +194,25 @@ def _top_eigenvalue(Ms: Tensor, u: Tensor, rounds: int = 3) -> tuple[Tensor, Ten
         bound = (residual * residual).sum(-1) / gap.clamp_min(tiny)
         left = (gap <= 0.1) | (bound > 8 * eps * r)
         rho[pending] = r.reshape(-1)
-        if warm is None:
-            warm = unit(Gu[0])                                               # t = lo, one step on
         pending[pending.clone()] = left.reshape(-1)
         if not left.any():
-            return rho, warm
-        M, x = M[left], unit(Gu[left])
+            return rho
+        M, x = M[left], Gu[left]
+        x = x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(tiny)
     rho[pending] = torch.linalg.eigvalsh(M @ M.mT)[..., -1]
-    return rho, warm
+    return rho
 
 
 def _backward_products(run: _Trajectory, lo: int, hi: int, X: Tensor, out: Tensor,
                        nu: Tensor) -> None:
-    r"""Fill ``out[t-lo]`` (B, S, S) with :math:`X_t = J_{t+1}^\top X_{t+1} / \nu_t` for
-    t = hi-1 .. lo, from :math:`X = X_{hi}`, and ``nu[t-lo]`` (B, 1, 1) with :math:`\nu_t`, the
-    Frobenius norm that makes :math:`X_t` a unit matrix (so :math:`X_t^\top` is
-    :math:`\partial s_T/\partial s_t` up to the scale :math:`\prod_{k \ge t} \nu_k`).
+    r"""Fill ``out[t-lo]`` (B, S, r) with :math:`X_t = J_{t+1}^\top X_{t+1} / \nu_t` for
+    t = hi-1 .. lo, from :math:`X = X_{hi}` (B, S, r), and ``nu[t-lo]`` (B, 1, 1) with
+    :math:`\nu_t`, the Frobenius norm that makes :math:`X_t` a unit matrix.
 
     The LSTM's :math:`J^\top` has dense rows only for :math:`h_{t-1}`; its rows for
     :math:`c_{t-1}` are :math:`\operatorname{diag}(d) X^{(h)} + \operatorname{diag}(f) X^{(c)}`,
-    so a step costs one (H, S) @ (S, S) product instead of an (S, S) @ (S, S) one. Rows are
-    written in place into ``out``, three or four kernel calls a step.
+    so a step costs one (H, S) @ (S, r) product instead of an (S, S) @ (S, r) one. Rows are
+    written in place into ``out``, three to six kernel calls a step.
     """
     steps = run.steps(lo, hi)
     H, tiny = run.H, torch.finfo(X.dtype).tiny
@@ -279,13 +272,24 @@ def state_jacobians(model, input: Tensor, hx=None) -> Tensor:
 def jacobian_log_norms(model, input: Tensor, hx=None) -> Tensor:
     r"""Natural log of the spectral norm :math:`\log \lVert \partial s_T/\partial s_t \rVert_2`.
 
-    The product is kept as a unit-Frobenius-norm matrix times a running log-scale:
-    :math:`M_T = I/\sqrt S`, :math:`\tilde M_t = M_{t+1} J_{t+1}`,
-    :math:`\nu_t = \lVert\tilde M_t\rVert_F`, :math:`M_t = \tilde M_t / \nu_t`, so that
-    :math:`\log\lVert\partial s_T/\partial s_t\rVert_2 = \tfrac12\log S + \sum_{k=t}^{T-1}\log\nu_k
-    + \log\lVert M_t\rVert_2`, where :math:`\lVert M_t\rVert_2^2` is the largest eigenvalue of
-    :math:`M_t M_t^\top`. The result is finite where the plain product under- or overflows and
-    :math:`-\infty` only where the product is exactly zero (e.g. every relu unit dead at a step).
+    The product :math:`P_t = \partial s_T/\partial s_t` is kept as :math:`P_t = \lambda_t\,
+    Q\, X_t^\top` with a running log-scale :math:`\log\lambda_t`, a unit-Frobenius-norm
+    :math:`X_t` (S, r) and a Q with orthonormal columns that never needs to be formed:
+    :math:`\lVert P_t\rVert_2 = \lambda_t \lVert X_t\rVert_2`. From :math:`X_T = I/\sqrt S`,
+    :math:`\lambda_T = \sqrt S`, each step is :math:`\tilde X_t = J_{t+1}^\top X_{t+1}`,
+    :math:`\nu_t = \lVert\tilde X_t\rVert_F`, :math:`X_t = \tilde X_t/\nu_t`,
+    :math:`\lambda_t = \lambda_{t+1}\nu_t`, and :math:`\lVert X_t\rVert_2^2` is the largest
+    eigenvalue of :math:`X_t^\top X_t`.
+
+    Long products are numerically of low rank: every ``_CHUNK`` steps :math:`X = V\Sigma U^\top`
+    (SVD) is replaced by :math:`V_{r}\Sigma_{r}`, its leading r columns, r the fewest whose
+    dropped tail has Frobenius norm at most ε·σ₁ (ε the dtype's epsilon: a relative change of
+    the product no larger than one rounding of the full one). Q absorbs U, so the columns of
+    :math:`X` stay the product's principal directions; r falls from S to a few once the lag
+    exceeds a few hundred steps, and a step then costs an (H, S) @ (S, r) product.
+
+    The result is finite where the plain product under- or overflows and :math:`-\infty` only
+    where the product is exactly zero (e.g. every relu unit dead at a step).
 
     Returns:
         ``(T+1, B)`` (``(T+1,)`` for unbatched input); ``[T]`` = 0.
@@ -293,23 +297,34 @@ def jacobian_log_norms(model, input: Tensor, hx=None) -> Tensor:
     with torch.no_grad():
         run = _Trajectory(model, input, hx)
         T, B, S = run.T, run.B, run.S
-        dtype, device = run.w_hh.dtype, run.w_hh.device
         log_scale = run.w_hh.new_zeros((T + 1, B))                           # log ν_t
-        log_top = run.w_hh.new_zeros((T + 1, B))                             # log ‖M_t‖₂
-        X = torch.eye(S, dtype=dtype, device=device).expand(B, S, S) / math.sqrt(S)
+        log_top = run.w_hh.new_zeros((T + 1, B))                             # log ‖X_t‖₂
+        X = torch.eye(S, dtype=run.w_hh.dtype, device=run.w_hh.device).expand(B, S, S)
+        X = X / math.sqrt(S)
         log_scale[T] = 0.5 * math.log(S)
         log_top[T] = -0.5 * math.log(S)
-        u = X[:, :, 0]                                                       # (B, S)
         for hi in range(T, 0, -_CHUNK):
             lo = max(hi - _CHUNK, 0)
-            Xs = X.new_empty((hi - lo, B, S, S))                             # X_t = M_tᵀ
+            Xs = X.new_empty((hi - lo, B, S, X.shape[-1]))
             nu = X.new_empty((hi - lo, B, 1, 1))
             _backward_products(run, lo, hi, X, Xs, nu)
-            X = Xs[0]
             log_scale[lo:hi] = nu[:, :, 0, 0].log()
-            top, u = _top_eigenvalue(Xs.mT, u)                               # (L, B)
-            log_top[lo:hi] = 0.5 * top.clamp_min(0).log()
+            start = X.new_zeros((B, X.shape[-1]))
+            start[:, 0] = 1                                                  # top direction at hi
+            log_top[lo:hi] = 0.5 * _top_eigenvalue(Xs.mT, start).clamp_min(0).log()
+            X = _compressed(Xs[0])
         return run.batched(log_scale.flip(0).cumsum(0).flip(0) + log_top, 1)
+
+
+def _compressed(X: Tensor) -> Tensor:
+    r""":math:`V_r \Sigma_r` of :math:`X = V \Sigma U^\top` (B, S, r'), with the fewest columns r
+    whose dropped singular values have a Frobenius norm of at most ε·σ₁ in every batch entry
+    (at least one column)."""
+    V, sigma, _ = torch.linalg.svd(X, full_matrices=False)                  # σ descending
+    tail = sigma.flip(-1).square().cumsum(-1).flip(-1).sqrt()                # ‖σ_{j:}‖
+    needed = (tail > torch.finfo(X.dtype).eps * sigma[:, :1]).sum(-1)       # (B,)
+    r = max(int(needed.max()), 1)
+    return V[..., :r] * sigma[:, None, :r]
 
 
 def lyapunov_exponents(model, input: Tensor, hx=None, k: int | None = None) -> Tensor:
