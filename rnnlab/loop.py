@@ -104,7 +104,7 @@ def _step(mode: str, gi: Tensor, state: tuple[Tensor, ...], w) -> tuple[Tensor, 
         h, c = lstm_step(gi, state[0], state[1], w.weight_hh, None, w.weight_hr)
         # c_t is a coordinate of the state s_t = (h_t, c_t): expose a node of its own that only
         # the next step reads, so that its gradient holds h_t fixed (h_t was computed from c)
-        return h, c.view_as(c)
+        return h, (c.view_as(c) if torch.is_grad_enabled() else c)
     if mode == "GRU":
         return (gru_step(gi, state[0], w.weight_hh, w.bias_hh),)
     return (rnn_step(gi, state[0], w.weight_hh, None, mode[4:].lower()),)
@@ -129,8 +129,10 @@ def _run_direction(mode: str, x: Tensor, state: tuple[Tensor, ...], w, reverse: 
     gi = gi.unbind(0)                                          # T x ([B,] G*H)
     outputs: list[Tensor] = [x] * steps
     states = [state]
+    recording = torch.is_grad_enabled()                        # else no backward will need h
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        previous[t] = state[0].detach()
+        if recording:
+            previous[t] = state[0].detach()
         new = _step(mode, gi[t], state, w)                     # one matmul with W_hh
         if mask is not None:                                   # packed: stop after the end
             new = tuple(torch.where(mask[t], n, s) for n, s in zip(new, state))
