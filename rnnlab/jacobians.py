@@ -61,6 +61,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from rnnlab.checks import check_int
 from rnnlab.layout import check_recurrent, weights
 from rnnlab.loop import time_major, unroll
 
@@ -346,10 +347,9 @@ def lyapunov_exponents(model, input: Tensor, hx=None, k: int | None = None) -> T
     """
     with torch.no_grad():
         run = _Trajectory(model, input, hx)
-        if k is None:
-            k = run.S
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= run.S:
-            raise ValueError(f"k: expected None or an int in [1, S={run.S}], got {k!r}")
+        k = run.S if k is None else check_int("k", k)
+        if not 1 <= k <= run.S:
+            raise ValueError(f"k: expected None or an int in [1, S={run.S}], got {k}")
         if run.T < 1:
             raise ValueError(f"input: expected at least one time step, got shape "
                              f"{tuple(input.shape)}")

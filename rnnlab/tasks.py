@@ -217,7 +217,8 @@ def sequential_digits(split: str = "train", *, permutation: Tensor | None = None
     images = torch.as_tensor(digits.images, dtype=torch.float64).reshape(-1, 64) / 16.0
     labels = torch.as_tensor(digits.target, dtype=torch.long)
     if permutation is not None:
-        if (not isinstance(permutation, Tensor) or permutation.shape != (64,)
+        check_type("permutation", permutation, Tensor, "None or a (64,) tensor")
+        if (permutation.shape != (64,)
                 or not torch.equal(permutation.sort().values, torch.arange(64))):
             raise ValueError(f"permutation: expected a permutation of 0..63 as a (64,) tensor, "
                              f"got {permutation!r}")

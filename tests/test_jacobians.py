@@ -400,7 +400,12 @@ def test_bad_hx_raises(model, hx, exc, match):
         state_jacobians(model, torch.randn(5, 1, 3), hx)
 
 
-@pytest.mark.parametrize("k", [0, 5, 2.0, True])
-def test_lyapunov_rejects_k_outside_one_to_s(k):
-    with pytest.raises(ValueError, match=r"k: expected None or an int in \[1, S=4\]"):
+@pytest.mark.parametrize("k, error, match", [
+    (0, ValueError, r"k: expected None or an int in \[1, S=4\], got 0"),
+    (5, ValueError, r"k: expected None or an int in \[1, S=4\], got 5"),
+    (2.0, TypeError, "k: expected an int, got float"),
+    (True, TypeError, "k: expected an int, got bool"),
+])
+def test_lyapunov_rejects_k_outside_one_to_s(k, error, match):
+    with pytest.raises(error, match=match):
         lyapunov_exponents(torch.nn.RNN(3, 4), torch.randn(5, 1, 3), k=k)
