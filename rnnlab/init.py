@@ -221,7 +221,7 @@ def set_spectral_radius_(weight: Tensor, radius: float) -> Tensor:
             nilpotent matrix, which no scaling can give another radius).
 
     Returns:
-        ``weight``, changed in place.
+        ``weight`` itself, rescaled.
     """
     _check_square("weight", weight)
     radius = check_number("radius", radius, minimum=0.0)
