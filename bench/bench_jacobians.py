@@ -16,10 +16,10 @@ subnormals and both ways lose their digits).
 
 Then the time of :func:`rnnlab.jacobians.jacobian_log_norms` at T = ``--long`` (10,000) in
 float32, wall clock and CPU time of this process (median of 3), for default-initialised models
-and for a *trained-like* LSTM: recurrent blocks orthogonal and the forget gate opened
-(``forget_bias_(lstm, 3)``, f ≈ 0.95), the long-memory regime that training on the adding or
-copy task drives an LSTM to, where the product neither vanishes nor explodes quickly and its top
-singular values stay close (the hard case for the spectral-norm step).
+and for a *trained-like* LSTM, a stand-in for one trained on a long-memory task: recurrent blocks
+orthogonal and the forget gate held open (``forget_bias_(lstm, 3)``, f ≈ 0.95). Its product
+decays slowly and keeps many comparable singular values for hundreds of steps (numerical rank
+35 of 128 at lag 256, against 8 for the default LSTM), the harder case for the long products.
 
 Every number printed is in the results saved by ``--json PATH`` (see ``bench/benchlib.py``).
 

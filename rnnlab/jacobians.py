@@ -170,40 +170,6 @@ def _diag_sum(coefficients: tuple[Tensor, ...], weight: Tensor) -> Tensor:
     return (k.unsqueeze(-1) * weight).reshape(L, B, GH // H, H, H).sum(2)   # (L, B, H, H)
 
 
-def _top_eigenvalue(Ms: Tensor, u: Tensor, rounds: int = 3) -> Tensor:
-    r"""λ_max(M Mᵀ) of each unit-Frobenius M in ``Ms`` (L, B, r, S), from a unit start ``u``
-    (B, r) shared by the chunk.
-
-    For a unit vector u, ρ = ‖Mᵀu‖² ≤ λ_max. Writing G = M Mᵀ in the basis (u, u^⊥), the Schur
-    complement bounds λ_max ≤ ρ + ‖Gu − ρu‖²/(ρ − tr C) with tr C = tr G − ρ = 1 − ρ, valid when
-    ρ > 1 − ρ. Where that bound certifies ρ to a few ulps it is the answer. Each round costs two
-    matrix-vector products (einsums: a batched matmul with one column is several times slower)
-    and its Gu is the next power iterate, so the matrices left uncertain (flat spectra, short
-    lags) take another round from there; after ``rounds`` rounds LAPACK's ``eigvalsh`` settles
-    the rest.
-    """
-    eps, tiny = torch.finfo(Ms.dtype).eps, torch.finfo(Ms.dtype).tiny
-    rho = Ms.new_empty(Ms.shape[:-2])                                        # (L, B)
-    pending = torch.ones_like(rho, dtype=torch.bool)
-    M, x = Ms, u.expand(Ms.shape[:-1])                                       # x (L, B, r)
-    for _ in range(rounds):
-        v = torch.einsum("...ji,...j->...i", M, x)                           # Mᵀu
-        r = (v * v).sum(-1)
-        Gu = torch.einsum("...ij,...j->...i", M, v)                          # G u = M Mᵀ u
-        residual = Gu - r.unsqueeze(-1) * x
-        gap = 2 * r - 1
-        bound = (residual * residual).sum(-1) / gap.clamp_min(tiny)
-        left = (gap <= 0.1) | (bound > 8 * eps * r)
-        rho[pending] = r.reshape(-1)
-        pending[pending.clone()] = left.reshape(-1)
-        if not left.any():
-            return rho
-        M, x = M[left], Gu[left]
-        x = x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(tiny)
-    rho[pending] = torch.linalg.eigvalsh(M @ M.mT)[..., -1]
-    return rho
-
-
 def _backward_products(run: _Trajectory, lo: int, hi: int, X: Tensor, out: Tensor,
                        nu: Tensor) -> None:
     r"""Fill ``out[t-lo]`` (B, S, r) with :math:`X_t = J_{t+1}^\top X_{t+1} / \nu_t` for
@@ -280,14 +246,16 @@ def jacobian_log_norms(model, input: Tensor, hx=None) -> Tensor:
     :math:`\lambda_T = \sqrt S`, each step is :math:`\tilde X_t = J_{t+1}^\top X_{t+1}`,
     :math:`\nu_t = \lVert\tilde X_t\rVert_F`, :math:`X_t = \tilde X_t/\nu_t`,
     :math:`\lambda_t = \lambda_{t+1}\nu_t`, and :math:`\lVert X_t\rVert_2^2` is the largest
-    eigenvalue of :math:`X_t^\top X_t`.
+    eigenvalue of the r x r matrix :math:`X_t^\top X_t` (LAPACK's ``eigvalsh``).
 
     Long products are numerically of low rank: every ``_CHUNK`` steps :math:`X = V\Sigma U^\top`
     (SVD) is replaced by :math:`V_{r}\Sigma_{r}`, its leading r columns, r the fewest whose
     dropped tail has Frobenius norm at most ε·σ₁ (ε the dtype's epsilon: a relative change of
     the product no larger than one rounding of the full one). Q absorbs U, so the columns of
     :math:`X` stay the product's principal directions; r falls from S to a few once the lag
-    exceeds a few hundred steps, and a step then costs an (H, S) @ (S, r) product.
+    exceeds a few hundred steps, and a step then costs an (H, S) @ (S, r) product. (Where the
+    product keeps many equal singular values, as an identity-initialised relu RNN's does, r
+    stays large and so does the cost: an S x S eigenvalue problem per step.)
 
     The result is finite where the plain product under- or overflows and :math:`-\infty` only
     where the product is exactly zero (e.g. every relu unit dead at a step).
@@ -310,9 +278,8 @@ def jacobian_log_norms(model, input: Tensor, hx=None) -> Tensor:
             nu = X.new_empty((hi - lo, B, 1, 1))
             _backward_products(run, lo, hi, X, Xs, nu)
             log_scale[lo:hi] = nu[:, :, 0, 0].log()
-            start = X.new_zeros((B, X.shape[-1]))
-            start[:, 0] = 1                                                  # top direction at hi
-            log_top[lo:hi] = 0.5 * _top_eigenvalue(Xs.mT, start).clamp_min(0).log()
+            top = torch.linalg.eigvalsh(Xs.mT @ Xs)[..., -1]                 # (L, B): r x r Grams
+            log_top[lo:hi] = 0.5 * top.clamp_min(0).log()
             X = _compressed(Xs[0])
         return run.batched(log_scale.flip(0).cumsum(0).flip(0) + log_top, 1)
 
