@@ -17,15 +17,15 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def _trajectory(b: float, T: int, w: float = 5.0, x0: float = 0.5) -> list[float]:
-    xs = [x0]
+def _trajectory(b: float, T: int, w: float = 5.0, h0: float = 0.5) -> list[float]:
+    xs = [h0]
     for _ in range(T):
         xs.append(w * _sigmoid(xs[-1]) + b)
     return xs
 
 
 def _closed_form_slope(b: float, T: int, w: float = 5.0, target: float = 0.7) -> float:
-    """dE/db = 2(σ(x_T) - y) σ'(x_T) Σ_k Π_{j=k+1..T} w σ'(x_{j-1}), from a float trajectory."""
+    """dE/db = 2(σ(h_T) - y) σ'(h_T) Σ_k Π_{j=k+1..T} w σ'(x_{j-1}), from a float trajectory."""
     xs = _trajectory(b, T, w)
     slopes = [w * _sigmoid(x) * (1 - _sigmoid(x)) for x in xs]      # slopes[j-1] = J_j
     total = sum(math.prod(slopes[j - 1] for j in range(k + 1, T + 1)) for k in range(1, T + 1))
@@ -65,7 +65,7 @@ def test_weight_broadcasts_against_the_biases():
             assert math.isclose(surface[i, j].item(), reference, rel_tol=1e-12)
 
 
-def test_basin_boundary_is_where_the_start_is_a_fixed_point_and_x_T_switches_attractor():
+def test_basin_boundary_is_where_the_start_is_a_fixed_point_and_h_T_switches_attractor():
     b_star = basin_boundary()
     assert math.isclose(5.0 * _sigmoid(0.5) + b_star, 0.5, abs_tol=1e-15)
     below, above = (_trajectory(b_star + d, 400)[-1] for d in (-1e-6, 1e-6))
@@ -110,7 +110,7 @@ def test_dtype_and_device_follow_the_biases():
     (lambda: unit_loss(torch.zeros(2), 2, w=torch.ones(2, dtype=torch.float64)), ValueError,
      "w: expected a tensor of b's dtype"),
     (lambda: unit_loss(torch.zeros(2), 2, target=math.nan), ValueError, "target: expected a"),
-    (lambda: basin_boundary(x0=None), TypeError, "x0: expected a number"),
+    (lambda: basin_boundary(h0=None), TypeError, "h0: expected a number"),
 ])
 def test_arguments_are_checked_first(call, error, message):
     with pytest.raises(error, match=message):
