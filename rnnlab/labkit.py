@@ -46,6 +46,7 @@ from contextlib import contextmanager
 import torch
 
 from rnnlab import notebook
+from rnnlab.checks import check_type
 
 __all__ = ["setup", "check", "close", "max_abs_diff", "failure_line", "NOT_IMPLEMENTED",
            "NOT_ANSWERED", "RUN_ABOVE"]
@@ -131,8 +132,7 @@ def check(description: str) -> Iterator[None]:
         TypeError: ``description`` is not a string.
         ValueError: ``description`` is empty.
     """
-    if not isinstance(description, str):
-        raise TypeError(f"description: expected a str, got {type(description).__name__}")
+    check_type("description", description, str, "a str")
     if not description.strip():
         raise ValueError("description: expected a non-empty string, got an empty one")
     try:
