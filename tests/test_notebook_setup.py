@@ -28,9 +28,10 @@ def test_setup_returns_the_default_device(monkeypatch):
     assert setup() == default_device() == torch.device("cpu")
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
-def test_setup_rejects_seeds_that_are_not_non_negative_ints(seed):
-    with pytest.raises(ValueError, match="seed: expected a non-negative int"):
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (1.5, TypeError), ("0", TypeError),
+                                         (True, TypeError)])
+def test_setup_rejects_seeds_that_are_not_non_negative_ints(seed, error):
+    with pytest.raises(error, match="^seed: expected an int >= 0, got "):
         setup(seed)
 
 
@@ -42,8 +43,10 @@ def test_setup_caps_torch_threads_and_can_leave_them_alone():
         torch.set_num_threads(2)
         setup(num_threads=None)
         assert torch.get_num_threads() == 2
-        with pytest.raises(ValueError, match="num_threads: expected a positive int"):
+        with pytest.raises(ValueError, match="^num_threads: expected an int >= 1, got 0$"):
             setup(num_threads=0)
+        with pytest.raises(TypeError, match="^num_threads: expected an int >= 1, got float$"):
+            setup(num_threads=2.0)
     finally:
         torch.set_num_threads(before)
 
@@ -82,7 +85,7 @@ def test_format_number_rounds_and_writes_exponents_as_powers_of_ten(value, fmt, 
 
 @pytest.mark.parametrize("value", [None, True, [1.0], torch.ones(2)])
 def test_format_number_refuses_what_is_not_a_number(value):
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(TypeError, match="^value: expected a number, got "):
         format_number(value)
 
 
@@ -96,6 +99,8 @@ def test_glue_stores_the_formatted_number_under_its_name(monkeypatch):
     assert stored == {"peak": ("5751", False)}
     with pytest.raises(ValueError, match="name: expected an identifier"):
         glue("not a name", 1.0)
+    with pytest.raises(TypeError, match="^name: expected an identifier such as .*, got int$"):
+        glue(3, 1.0)
 
 
 def test_table_renders_a_markdown_table_with_formatted_cells():
