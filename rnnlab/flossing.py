@@ -38,7 +38,7 @@ from torch import Tensor
 
 from rnnlab.checks import check_int, check_number, check_tensor, check_type
 from rnnlab.jacobians import qr_exponents
-from rnnlab.loop import time_major, unroll
+from rnnlab.loop import trajectory
 
 __all__ = ["lyapunov_exponents", "flossing_loss", "floss_"]
 
@@ -56,17 +56,11 @@ def _check_model(model) -> None:
 def _slopes(model, input: Tensor, hx) -> Tensor:
     r""":math:`\phi'(a_t)` for t = 1..T along the trajectory, ``(T, B, H)``, with a graph.
 
-    The states are those of :func:`rnnlab.loop.unroll` (which checks ``input`` and ``hx``):
+    The states are those of :func:`rnnlab.loop.unroll` (:func:`rnnlab.loop.trajectory`, which
+    checks ``input`` and ``hx``):
     :math:`\tanh'(a_t) = 1 - h_t^2`, :math:`\mathrm{relu}'(a_t) = [h_t > 0]`.
     """
-    seq = time_major(model, input)
-    if seq.lengths is not None:
-        raise TypeError("input: expected a torch.Tensor (sequences of one length), got "
-                        "PackedSequence")
-    if seq.data.shape[0] < 1:
-        raise ValueError(f"input: expected at least one time step, got shape "
-                         f"{tuple(input.shape)}")
-    _, _, (states,) = unroll(model, input, hx, return_states=True)
+    seq, (states,) = trajectory(model, input, hx)
     h = torch.stack(states[1:])                                   # (T, B, H) or (T, H)
     h = h if seq.batched else h.unsqueeze(1)                      # (T, B, H)
     return 1 - h * h if model.mode == "RNN_TANH" else (h > 0).to(h.dtype)

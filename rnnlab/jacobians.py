@@ -64,7 +64,7 @@ from torch import Tensor
 
 from rnnlab.checks import check_int
 from rnnlab.layout import check_recurrent, weights
-from rnnlab.loop import time_major, unroll
+from rnnlab.loop import trajectory
 
 __all__ = ["step_jacobians", "state_jacobians", "jacobian_log_norms", "lyapunov_exponents",
            "qr_exponents"]
@@ -110,11 +110,7 @@ class _Trajectory:
                                 ("proj_size", getattr(model, "proj_size", 0), 0)):
             if value != ok:
                 raise ValueError(f"model: expected {_SUPPORTED}, got {name}={value}")
-        seq = time_major(model, input)
-        if seq.lengths is not None:
-            raise TypeError("input: expected a torch.Tensor (sequences of one length), got "
-                            "PackedSequence")
-        _, _, (states,) = unroll(model, input, hx, return_states=True)
+        seq, (states,) = trajectory(model, input, hx)
         self.mode = model.mode                      # RNN_TANH, RNN_RELU, LSTM, GRU
         w = weights(model, 0, 0)
         self.w_hh = w.weight_hh.detach()
@@ -313,9 +309,6 @@ def lyapunov_exponents(model, input: Tensor, hx=None, k: int | None = None) -> T
     """
     with torch.no_grad():
         run = _Trajectory(model, input, hx)
-        if run.T < 1:
-            raise ValueError(f"input: expected at least one time step, got shape "
-                             f"{tuple(input.shape)}")
         products = (J_t.matmul for lo in range(0, run.T, _CHUNK)
                     for J_t in run.steps(lo, min(lo + _CHUNK, run.T)).full())
         return run.batched(qr_exponents(products, run.S, k, run.w_hh), 0)
