@@ -51,14 +51,19 @@ def test_setup_caps_torch_threads_and_can_leave_them_alone():
         torch.set_num_threads(before)
 
 
-def test_setup_in_plain_python_starts_no_ipython_shell():
-    import subprocess
+def test_setup_in_plain_python_starts_no_ipython_shell(monkeypatch):
+    # in this process, not a fresh interpreter (whose imports cost 5-15 s on 2 shared cores)
     import sys
 
-    code = ("import rnnlab.notebook as n; n.setup(); import sys; "
-            "from IPython import get_ipython; print(get_ipython() is None)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    setup()                                            # IPython not loaded: it stays so
+    assert "IPython" not in sys.modules
+    monkeypatch.undo()
+    from IPython.core.interactiveshell import InteractiveShell
+
+    running = InteractiveShell.initialized()
+    setup()                                            # IPython loaded: no shell started
+    assert InteractiveShell.initialized() == running
 
 
 # --------------------------------------------------------------------------------------------
