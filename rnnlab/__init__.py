@@ -1,12 +1,24 @@
 """rnnlab: measure, explain and fix vanishing and exploding gradients in recurrent networks.
 
-Submodules, one concern each, from the bottom layer up: ``checks`` (argument checks),
-``layout`` (torch's parameter layout), ``cells`` (pure cell equations), ``loop`` (the one loop
-over time), ``models`` (RNN/LSTM/GRU with a step-by-step ``unroll``; SequenceModel),
-``jacobians``, ``diagnostics``, ``init``, ``clipping``, ``tasks``, ``history`` (the record of a
-training run), ``train``, ``plotting``, ``device``, ``notebook`` (page set-up), ``labkit`` (lab
-checks) and ``grading`` (instructor tooling).
+Submodules, one concern each, from the bottom layer up (CONTRIBUTING.md draws the layers):
+``checks`` (argument checks, one rule), ``layout`` (torch's parameter layout), ``history``
+(the record of a training run), ``cells`` (pure cell equations), ``loop`` (the one loop over
+time), ``models`` (RNN/LSTM/GRU with a step-by-step ``unroll``; SequenceModel), ``bptt``
+(backpropagation through time by hand), ``jacobians`` (step Jacobians, their products and
+Lyapunov exponents), ``diagnostics`` (dL/dh_t through time), ``init`` (initialisers),
+``clipping`` (gradient clipping), ``tasks`` (synthetic tasks), ``cliff`` (the one-unit cliff),
+``lru`` (the linear recurrent unit), ``flossing`` (gradient flossing), ``train`` (the fit
+loop), ``ensemble`` (many small models trained as one), ``plotting`` (the book's figures),
+``diagrams`` (the unrolled graph), ``timing`` (side-by-side wall-clock medians), ``device``
+(where tensors live), ``kernels`` (the rnnlab-cuda Jupyter kernel), ``notebook`` (page
+set-up), ``labkit`` (lab checks), ``cli`` (the ``rnnlab`` command) and ``grading``
+(instructor tooling: release and grade labs).
+
+The most used modules are imported with the package; the others on first access
+(``rnnlab.lru``), so that ``import rnnlab`` stays light.
 """
+
+import importlib
 
 from rnnlab import clipping, diagnostics, init, jacobians, plotting, tasks, train
 from rnnlab.clipping import AdaptiveClipper, clip_grad_norm_, clip_grad_value_
@@ -17,11 +29,22 @@ from rnnlab.train import fit, make_model
 
 __version__ = "0.1.0"
 
+_ON_ACCESS = ("checks", "layout", "cells", "loop", "bptt", "cliff", "lru", "flossing",
+              "ensemble", "diagrams", "timing", "kernels", "notebook", "labkit", "cli", "grading")
+
 __all__ = [
     "RNN", "LSTM", "GRU",
     "AdaptiveClipper", "clip_grad_norm_", "clip_grad_value_",
     "History", "SequenceModel", "fit", "make_model",
     "default_device",
     "clipping", "diagnostics", "init", "jacobians", "plotting", "tasks", "train",
+    "history", "models", "device", *_ON_ACCESS,
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """Import a submodule of :data:`_ON_ACCESS` on first access (PEP 562)."""
+    if name in _ON_ACCESS:
+        return importlib.import_module(f"rnnlab.{name}")
+    raise AttributeError(f"module 'rnnlab' has no attribute {name!r}")
