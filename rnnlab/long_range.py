@@ -1,0 +1,232 @@
+r"""Long-range experiments: one cell of the comparison of recurrent models on memory tasks.
+
+A *cell* is a task at a length T, a model recipe, a clipping choice and a seed.
+:func:`run_cell` builds both, trains with :func:`rnnlab.train.fit` (one Adam step per fresh
+batch), evaluates the loss :math:`L_{\text{held}}` on a fixed held-out set every
+``eval_every`` steps and stops as soon as the cell is *solved*,
+
+.. math:: L_{\text{held}} \le f_{\text{task}} \cdot L_{\text{baseline}},
+
+where :math:`L_{\text{baseline}}` is the task's no-memory baseline
+(:attr:`rnnlab.tasks.Task.baseline_loss`) and :math:`f_{\text{task}}` is
+:data:`SOLVED_FRACTION`. The held-out set depends on the task and T only, so every model and
+seed is judged on the same sequences: 256 fresh sequences for the synthetic tasks, the 355-image
+test split for the digits (which trains on the other 1442).
+
+Recipes (:data:`RECIPES`), all with a linear read-out of :math:`h_T` (or of every
+:math:`h_t` for the copy task):
+
+=======  ==================================================================  =======
+name     recurrent core and initialisation                                   Adam lr
+=======  ==================================================================  =======
+tanh     ``rnnlab.RNN``, :math:`\tanh`, PyTorch's default init                1e-3
+irnn     ``rnnlab.RNN``, ReLU, :math:`W_{hh} = I`, biases 0 (Le et al. 2015)  1e-3
+lstm     ``rnnlab.LSTM``, PyTorch's default init                              1e-2
+gru      ``rnnlab.GRU``, PyTorch's default init                               1e-2
+=======  ==================================================================  =======
+
+Tasks (:data:`TASKS`) and what T means for each: ``adding`` (T steps, two marked values),
+``copy`` (:data:`COPY_REMEMBER` symbols out of :data:`COPY_SYMBOLS`, recalled after a delay
+:math:`D = T - 2K - 1`, so the whole sequence has T steps), ``temporal_order`` (T steps) and
+``digits`` (the 8×8 digits read pixel by pixel: T = 64 only).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from rnnlab.init import identity_
+from rnnlab.tasks import (
+    Task,
+    adding_task,
+    copy_task,
+    digits_task,
+    sequential_digits,
+    temporal_order_task,
+)
+from rnnlab.train import SequenceModel, evaluate, fit, make_model
+
+__all__ = ["Recipe", "RECIPES", "TASKS", "SOLVED_FRACTION", "COPY_REMEMBER", "COPY_SYMBOLS",
+           "HELD_OUT_SEED", "make_task", "build_model", "held_out_set", "run_cell"]
+
+COPY_REMEMBER = 5                # K: symbols to remember in the copy task
+COPY_SYMBOLS = 4                 # n: alphabet of the copy task
+HELD_OUT_SEED = 20_240_601       # the held-out sequences: one fixed stream per task and T
+HELD_OUT_SIZE = 256
+DIGITS_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model of the comparison is built and trained: ``kind`` and ``nonlinearity`` for
+    :func:`rnnlab.train.make_model`, ``identity`` for :func:`rnnlab.init.identity_` of
+    :math:`W_{hh}`, and the Adam learning rate ``lr``."""
+
+    kind: str
+    nonlinearity: str = "tanh"
+    identity: bool = False
+    lr: float = 1e-3
+
+
+RECIPES: dict[str, Recipe] = {
+    "tanh": Recipe("rnn", "tanh", lr=1e-3),
+    "irnn": Recipe("rnn", "relu", identity=True, lr=1e-3),
+    "lstm": Recipe("lstm", lr=1e-2),
+    "gru": Recipe("gru", lr=1e-2),
+}
+
+
+def _copy(seq_len: int) -> Task:
+    delay = seq_len - 2 * COPY_REMEMBER - 1
+    if delay < 0:
+        raise ValueError(f"seq_len: expected >= {2 * COPY_REMEMBER + 1} for the copy task, "
+                         f"got {seq_len}")
+    return copy_task(COPY_REMEMBER, delay, COPY_SYMBOLS)
+
+
+def _digits(seq_len: int) -> Task:
+    if seq_len != DIGITS_LENGTH:
+        raise ValueError(f"seq_len: expected {DIGITS_LENGTH} for the digits task, got {seq_len}")
+    return digits_task("train")
+
+
+TASKS: dict[str, Callable[[int], Task]] = {
+    "adding": adding_task,
+    "copy": _copy,
+    "temporal_order": temporal_order_task,
+    "digits": _digits,
+}
+
+SOLVED_FRACTION: dict[str, float] = {"adding": 0.06, "copy": 0.25, "temporal_order": 0.25,
+                                     "digits": 0.25}
+
+
+def _check_name(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+
+
+def make_task(task: str, seq_len: int) -> Task:
+    """The :class:`~rnnlab.tasks.Task` named ``task`` (a key of :data:`TASKS`) at length T."""
+    _check_name("task", task, TASKS)
+    _check_int("seq_len", seq_len, 2)
+    return TASKS[task](seq_len)
+
+
+def build_model(task: Task, model: str, hidden_size: int, seed: int) -> SequenceModel:
+    """The recipe ``model`` (a key of :data:`RECIPES`) sized for ``task``, drawn with ``seed``.
+
+    The draw is :func:`rnnlab.train.make_model`'s; the IRNN then gets :math:`W_{hh} = I` and
+    zero biases (:func:`rnnlab.init.identity_`), its :math:`W_{ih}` stays as drawn.
+    """
+    _check_name("model", model, RECIPES)
+    recipe = RECIPES[model]
+    net = make_model(task, recipe.kind, hidden_size, nonlinearity=recipe.nonlinearity,
+                     seed=seed)
+    if recipe.identity:
+        identity_(net.core)
+    return net
+
+
+def held_out_set(task: str, seq_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed held-out ``(inputs (N, T, I), targets)`` of ``task`` at length T.
+
+    :data:`HELD_OUT_SIZE` sequences from the generator seeded with :data:`HELD_OUT_SEED` for
+    the synthetic tasks (training batches come from generators seeded with the run's seed, a
+    different stream); the test split (N = 355) for the digits.
+    """
+    spec = make_task(task, seq_len)
+    if task == "digits":
+        return sequential_digits("test", device=device)
+    return spec.sample(HELD_OUT_SIZE, torch.Generator().manual_seed(HELD_OUT_SEED),
+                       device=device)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def run_cell(task: str, model: str, seq_len: int, seed: int, clip: float | None, *,
+             steps: int, hidden_size: int = 32, batch_size: int = 32, eval_every: int = 25,
+             device=None) -> dict:
+    r"""Train one cell and summarise it as a JSON-ready ``dict``.
+
+    Trains ``build_model(task, model, hidden_size, seed)`` with Adam at the recipe's learning
+    rate for at most ``steps`` steps of ``batch_size`` fresh sequences (data seeded by
+    ``seed``), clipping the gradient norm to ``clip`` when it is a number
+    (:func:`rnnlab.clipping.clip_grad_norm_`, via ``fit(clip=("norm", clip))``). The held-out
+    loss is evaluated every ``eval_every`` steps and at the end; the run stops at the first
+    evaluation at or below the solved threshold.
+
+    Returns a dict with the configuration (``task, model, seq_len, seed, clip, hidden_size,
+    batch_size, lr, steps_budget, eval_every``), ``baseline`` (the task's baseline loss),
+    ``threshold`` (``SOLVED_FRACTION[task] * baseline``), ``solved`` (bool),
+    ``steps_to_solve`` (the step of the first evaluation at or below the threshold, else
+    None), ``steps_run``, ``stopped`` (``fit``'s reason: ``"callback"`` when solved,
+    ``"steps"`` or ``"nonfinite"``), ``final_loss`` and ``final_accuracy`` (held-out, after
+    the last step taken; None when not finite or not a classification task),
+    ``eval_step``/``eval_loss`` (the held-out curve, None for non-finite values),
+    ``clip_fraction`` (fraction of steps whose norm exceeded ``clip``), ``max_grad_norm`` (the
+    largest finite pre-clip gradient norm) and ``cpu_seconds`` (process CPU time of the run).
+    Deterministic on the CPU for the same arguments, except ``cpu_seconds``.
+    """
+    _check_name("task", task, TASKS)
+    _check_name("model", model, RECIPES)
+    for name, value, minimum in (("seq_len", seq_len, 2), ("seed", seed, 0),
+                                 ("steps", steps, 1), ("hidden_size", hidden_size, 1),
+                                 ("batch_size", batch_size, 1), ("eval_every", eval_every, 1)):
+        _check_int(name, value, minimum)
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                             or not clip > 0):
+        raise ValueError(f"clip: expected None or a number > 0, got {clip!r}")
+    spec = make_task(task, seq_len)
+    net = build_model(spec, model, hidden_size, seed)
+    if device is not None:
+        net.to(device)
+    device = next(net.parameters()).device
+    held_x, held_y = held_out_set(task, seq_len, device=device)
+    threshold = SOLVED_FRACTION[task] * spec.baseline_loss
+    curve: list[tuple[int, float, float | None]] = []
+
+    def watch(step: int, module, history) -> bool:
+        if step % eval_every and step != steps:
+            return False
+        loss, accuracy = evaluate(module, spec, held_x, held_y)
+        curve.append((step, loss, accuracy))
+        return loss <= threshold
+
+    start = time.process_time()
+    history = fit(net, spec, steps, batch_size=batch_size, optimizer="adam",
+                  lr=RECIPES[model].lr, clip=None if clip is None else ("norm", float(clip)),
+                  seed=seed, progress=False, callback=watch)
+    cpu_seconds = time.process_time() - start
+    if not curve or curve[-1][0] != history.steps:
+        curve.append((history.steps, *evaluate(net, spec, held_x, held_y)))
+    solved = [step for step, loss, _ in curve if loss <= threshold]
+    finite_norms = [n for n in history.grad_norm if math.isfinite(n)]
+    return {
+        "task": task, "model": model, "seq_len": seq_len, "seed": seed,
+        "clip": None if clip is None else float(clip), "hidden_size": hidden_size,
+        "batch_size": batch_size, "lr": RECIPES[model].lr, "steps_budget": steps,
+        "eval_every": eval_every, "baseline": spec.baseline_loss, "threshold": threshold,
+        "solved": bool(solved), "steps_to_solve": solved[0] if solved else None,
+        "steps_run": history.steps, "stopped": history.stopped,
+        "final_loss": _finite_or_none(curve[-1][1]), "final_accuracy": curve[-1][2],
+        "eval_step": [step for step, _, _ in curve],
+        "eval_loss": [_finite_or_none(loss) for _, loss, _ in curve],
+        "clip_fraction": history.clip_fraction,
+        "max_grad_norm": max(finite_norms) if finite_norms else None,
+        "cpu_seconds": cpu_seconds,
+    }
