@@ -1,0 +1,116 @@
+"""The long-range sweep of chapter 8: four models, with and without clipping, on four tasks.
+
+Every cell of the grid (task, T, model, clip, seed) is one :func:`rnnlab.long_range.run_cell`:
+Adam on fresh batches of 32 sequences, hidden size 32, the recipe's learning rate, the held-out
+loss every 25 steps, stopped as soon as it is at most ``SOLVED_FRACTION[task]`` times the
+task's baseline, or after the task's step budget. The grid (``GRID``): adding at T = 50, 100,
+200; the 8x8 digits pixel by pixel (T = 64); temporal order at T = 20, 50; copy at T = 20, 40;
+models tanh, irnn, lstm, gru; clip None or a norm of 1; seeds 0, 1, 2.
+
+Results go to ``--json`` (the book reads ``chapters/data/long_range.json``) after every cell, so
+an interrupted sweep keeps what it finished; ``--resume`` skips the cells already in that file
+(when it was written with the same budgets and sizes). A summary table is printed at the end.
+
+Run (about an hour of CPU at one thread)::
+
+    nice -n 10 python bench/sweep_long_range.py --threads 1 --json chapters/data/long_range.json
+
+``--tasks adding --seeds 1`` and the like run a part of the grid.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+
+from benchlib import apply_threads, parser, progress, save
+
+from rnnlab.long_range import RECIPES, SOLVED_FRACTION, run_cell
+
+SETTINGS = {"hidden_size": 32, "batch_size": 32, "eval_every": 25}
+CLIPS = (None, 1.0)
+# task: (lengths T, step budget). Budgets are fixed per task, not per T, so that a longer T
+# shows up as more steps or a failure, never as a larger allowance.
+GRID = {
+    "adding": ((50, 100, 200), 1500),
+    "digits": ((64,), 1000),
+    "temporal_order": ((20, 50), 1500),
+    "copy": ((20, 40), 2000),
+}
+_KEY = ("task", "seq_len", "model", "clip", "seed")
+
+
+def cells(tasks, models, seeds):
+    """Every (task, T, model, clip, seed, budget), in the order of ``GRID``."""
+    for task in tasks:
+        lengths, budget = GRID[task]
+        for seq_len in lengths:
+            for model in models:
+                for clip in CLIPS:
+                    for seed in seeds:
+                        yield task, seq_len, model, clip, seed, budget
+
+
+def _previous(path) -> list[dict]:
+    if path is None or not path.exists():
+        return []
+    record = json.loads(path.read_text())
+    return record["results"]["cells"]
+
+
+def _summary(results: list[dict]) -> None:
+    print(f"{'task':15} {'T':>4} {'model':5} {'clip':>4} {'solved':>6} {'steps':>6} "
+          f"{'loss/base':>9}")
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["task"], r["seq_len"], r["model"], r["clip"]), []).append(r)
+    for (task, seq_len, model, clip), runs in groups.items():
+        solved = [r["steps_to_solve"] for r in runs if r["solved"]]
+        ratios = [r["final_loss"] / r["baseline"] for r in runs if r["final_loss"] is not None]
+        steps = f"{statistics.median(solved):6.0f}" if solved else "     -"
+        ratio = f"{statistics.median(ratios):9.3f}" if ratios else "      nan"
+        print(f"{task:15} {seq_len:4d} {model:5} {clip or '-':>4} "
+              f"{len(solved):>3}/{len(runs):<2} {steps} {ratio}")
+
+
+def main() -> None:
+    args = parser(__doc__)
+    args.add_argument("--tasks", nargs="+", choices=tuple(GRID), default=tuple(GRID))
+    args.add_argument("--models", nargs="+", choices=tuple(RECIPES), default=tuple(RECIPES))
+    args.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell (default 3)")
+    args.add_argument("--resume", action="store_true",
+                      help="skip the cells already saved in --json")
+    options = args.parse_args()
+    threads = apply_threads(options.threads)
+    todo = list(cells(options.tasks, options.models, range(options.seeds)))
+    results = _previous(options.json) if options.resume else []
+    done = {tuple(r[k] for k in _KEY) for r in results
+            if all(r[k] == v for k, v in SETTINGS.items())
+            and r["steps_budget"] == GRID[r["task"]][1]}
+    results = [r for r in results if tuple(r[k] for k in _KEY) in done]
+    todo = [c for c in todo if c[:5] not in done]
+    print(f"{len(todo)} cells to run ({len(done)} already saved), {threads} thread(s)",
+          file=sys.stderr)
+    bar = progress(total=len(todo), desc="cells")
+    for index, (task, seq_len, model, clip, seed, budget) in enumerate(todo, 1):
+        bar.set_postfix_str(f"{task} T={seq_len} {model} clip={clip} seed={seed}")
+        result = run_cell(task, model, seq_len, seed, clip, steps=budget, **SETTINGS)
+        results.append(result)
+        bar.update()
+        outcome = (f"solved at {result['steps_to_solve']}" if result["solved"] else
+                   f"{result['stopped']} after {result['steps_run']}")
+        print(f"[{index}/{len(todo)}] {task} T={seq_len} {model} clip={clip} seed={seed}: "
+              f"{outcome}, {result['cpu_seconds']:.0f} s CPU", flush=True)
+        save(options.json, "sweep_long_range", {
+            "grid": {task: {"lengths": list(lengths), "steps": budget}
+                     for task, (lengths, budget) in GRID.items()},
+            "settings": SETTINGS, "clips": list(CLIPS), "solved_fraction": SOLVED_FRACTION,
+            "recipes": {name: vars(recipe) for name, recipe in RECIPES.items()},
+            "cells": results})
+    bar.close()
+    _summary(results)
+
+
+if __name__ == "__main__":
+    main()
