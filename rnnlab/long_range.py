@@ -33,6 +33,7 @@ Tasks (:data:`TASKS`) and what T means for each: ``adding`` (T steps, two marked
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -52,7 +53,7 @@ from rnnlab.tasks import (
 from rnnlab.train import SequenceModel, evaluate, fit, make_model
 
 __all__ = ["Recipe", "RECIPES", "TASKS", "SOLVED_FRACTION", "COPY_REMEMBER", "COPY_SYMBOLS",
-           "HELD_OUT_SEED", "make_task", "build_model", "held_out_set", "run_cell"]
+           "HELD_OUT_SEED", "make_task", "build_model", "held_out_set", "input_reach", "run_cell"]
 
 COPY_REMEMBER = 5                # K: symbols to remember in the copy task
 COPY_SYMBOLS = 4                 # n: alphabet of the copy task
@@ -158,6 +159,32 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def input_reach(net: SequenceModel, task: Task, inputs: torch.Tensor,
+                targets: torch.Tensor) -> float | None:
+    r"""The change of the gradient, in decades, from the last input back to the first one,
+
+    .. math:: r = \log_{10} \frac{\lVert \partial L_T / \partial x_1 \rVert}
+                              {\lVert \partial L_T / \partial x_T \rVert},
+
+    with :math:`L_T` the task's loss on the output at the last step (the whole loss of a
+    many-to-one task) and the norms taken over the batch and the I input channels. Computed in
+    float64 on a copy of ``net``, so neither the model nor its ``.grad`` change and a ratio of
+    :math:`10^{-50}` does not underflow. Negative when the gradient vanishes with the lag.
+    ``inputs`` (B, T, I); None when not finite.
+    """
+    twin = copy.deepcopy(net).double()
+    x = inputs.detach().double().requires_grad_()
+    prediction = twin(x)
+    if twin.many_to_many:
+        prediction, targets = prediction[:, -1], targets[:, -1]               # (B, O), (B,)
+    target = targets.double() if targets.is_floating_point() else targets
+    (grad,) = torch.autograd.grad(task.loss(prediction, target), x)
+    norms = torch.linalg.vector_norm(grad, dim=(0, 2))                        # (T,)
+    with torch.no_grad():
+        ratio = float(torch.log10(norms[0]) - torch.log10(norms[-1]))
+    return _finite_or_none(ratio)
+
+
 def run_cell(task: str, model: str, seq_len: int, seed: int, clip: float | None, *,
              steps: int, hidden_size: int = 32, batch_size: int = 32, eval_every: int = 25,
              device=None) -> dict:
@@ -179,7 +206,9 @@ def run_cell(task: str, model: str, seq_len: int, seed: int, clip: float | None,
     the last step taken; None when not finite or not a classification task),
     ``eval_step``/``eval_loss`` (the held-out curve, None for non-finite values),
     ``clip_fraction`` (fraction of steps whose norm exceeded ``clip``), ``max_grad_norm`` (the
-    largest finite pre-clip gradient norm) and ``cpu_seconds`` (process CPU time of the run).
+    largest finite pre-clip gradient norm), ``reach_init``/``reach_final``
+    (:func:`input_reach` on the held-out set before and after training) and ``cpu_seconds``
+    (process CPU time of the training).
     Deterministic on the CPU for the same arguments, except ``cpu_seconds``.
     """
     _check_name("task", task, TASKS)
@@ -207,6 +236,7 @@ def run_cell(task: str, model: str, seq_len: int, seed: int, clip: float | None,
         curve.append((step, loss, accuracy))
         return loss <= threshold
 
+    reach_init = input_reach(net, spec, held_x, held_y)
     start = time.process_time()
     history = fit(net, spec, steps, batch_size=batch_size, optimizer="adam",
                   lr=RECIPES[model].lr, clip=None if clip is None else ("norm", float(clip)),
@@ -228,5 +258,6 @@ def run_cell(task: str, model: str, seq_len: int, seed: int, clip: float | None,
         "eval_loss": [_finite_or_none(loss) for _, loss, _ in curve],
         "clip_fraction": history.clip_fraction,
         "max_grad_norm": max(finite_norms) if finite_norms else None,
+        "reach_init": reach_init, "reach_final": input_reach(net, spec, held_x, held_y),
         "cpu_seconds": cpu_seconds,
     }

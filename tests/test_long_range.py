@@ -141,3 +141,33 @@ def test_run_cell_checks_its_arguments_first(kwargs, error, match):
     steps = arguments.pop("steps")
     with pytest.raises(error, match=match):
         run_cell(**arguments, steps=steps)
+
+
+def test_input_reach_of_a_linear_recurrence_is_its_decay_per_step_times_the_lag():
+    # ReLU with non-negative weights, biases and inputs never clips: h_t = a h_{t-1} + W_ih x_t,
+    # so dL_T/dx_1 = dL_T/dx_T * a^(T-1) for every sequence and r = (T - 1) log10(a).
+    task = adding_task(30)
+    net = build_model(task, "irnn", 6, seed=0)
+    with torch.no_grad():
+        net.core.weight_hh_l0.copy_(0.5 * torch.eye(6))
+        net.core.weight_ih_l0.abs_()
+        net.core.bias_ih_l0.fill_(0.1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = task.sample(64, torch.Generator().manual_seed(1))
+    assert long_range.input_reach(net, task, x, y) == pytest.approx(29 * math.log10(0.5),
+                                                                     rel=1e-9)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_input_reach_of_the_copy_task_follows_the_last_output_only():
+    task = make_task("copy", 20)
+    net = build_model(task, "gru", 6, seed=0)
+    x, y = task.sample(16, torch.Generator().manual_seed(1))
+    x64 = x.double().requires_grad_()
+    twin = build_model(task, "gru", 6, seed=0).double()
+    loss = torch.nn.functional.cross_entropy(twin(x64)[:, -1], y[:, -1])
+    (grad,) = torch.autograd.grad(loss, x64)
+    norms = grad.norm(dim=(0, 2))
+    expected = math.log10(norms[0].item() / norms[-1].item())
+    assert long_range.input_reach(net, task, x, y) == pytest.approx(expected, rel=1e-9)
