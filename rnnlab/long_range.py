@@ -53,7 +53,8 @@ from rnnlab.tasks import (
 from rnnlab.train import SequenceModel, evaluate, fit, make_model
 
 __all__ = ["Recipe", "RECIPES", "TASKS", "SOLVED_FRACTION", "COPY_REMEMBER", "COPY_SYMBOLS",
-           "HELD_OUT_SEED", "make_task", "build_model", "held_out_set", "input_reach", "run_cell"]
+           "HELD_OUT_SEED", "make_task", "build_model", "held_out_set", "input_grad_norms",
+           "input_reach", "run_cell"]
 
 COPY_REMEMBER = 5                # K: symbols to remember in the copy task
 COPY_SYMBOLS = 4                 # n: alphabet of the copy task
@@ -159,18 +160,15 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def input_reach(net: SequenceModel, task: Task, inputs: torch.Tensor,
-                targets: torch.Tensor) -> float | None:
-    r"""The change of the gradient, in decades, from the last input back to the first one,
+def input_grad_norms(net: SequenceModel, task: Task, inputs: torch.Tensor,
+                     targets: torch.Tensor) -> torch.Tensor:
+    r""":math:`\lVert \partial L_T / \partial x_t \rVert` for t = 1..T, a (T,) float64 tensor.
 
-    .. math:: r = \log_{10} \frac{\lVert \partial L_T / \partial x_1 \rVert}
-                              {\lVert \partial L_T / \partial x_T \rVert},
-
-    with :math:`L_T` the task's loss on the output at the last step (the whole loss of a
-    many-to-one task) and the norms taken over the batch and the I input channels. Computed in
-    float64 on a copy of ``net``, so neither the model nor its ``.grad`` change and a ratio of
-    :math:`10^{-50}` does not underflow. Negative when the gradient vanishes with the lag.
-    ``inputs`` (B, T, I); None when not finite.
+    :math:`L_T` is the task's loss on the output at the last step (the whole loss of a
+    many-to-one task), the norm is taken over the batch and the I input channels of
+    ``inputs`` (B, T, I). Computed in float64 on a copy of ``net``, so neither the model nor
+    its ``.grad`` change and a gradient :math:`10^{-50}` times smaller than the last one does
+    not underflow. Detached.
     """
     twin = copy.deepcopy(net).double()
     x = inputs.detach().double().requires_grad_()
@@ -179,7 +177,20 @@ def input_reach(net: SequenceModel, task: Task, inputs: torch.Tensor,
         prediction, targets = prediction[:, -1], targets[:, -1]               # (B, O), (B,)
     target = targets.double() if targets.is_floating_point() else targets
     (grad,) = torch.autograd.grad(task.loss(prediction, target), x)
-    norms = torch.linalg.vector_norm(grad, dim=(0, 2))                        # (T,)
+    return torch.linalg.vector_norm(grad, dim=(0, 2))                         # (T,)
+
+
+def input_reach(net: SequenceModel, task: Task, inputs: torch.Tensor,
+                targets: torch.Tensor) -> float | None:
+    r"""The change of the gradient, in decades, from the last input back to the first one,
+
+    .. math:: r = \log_{10} \frac{\lVert \partial L_T / \partial x_1 \rVert}
+                              {\lVert \partial L_T / \partial x_T \rVert}
+
+    (the two ends of :func:`input_grad_norms`). Negative when the gradient vanishes with the
+    lag; None when not finite.
+    """
+    norms = input_grad_norms(net, task, inputs, targets)
     with torch.no_grad():
         ratio = float(torch.log10(norms[0]) - torch.log10(norms[-1]))
     return _finite_or_none(ratio)

@@ -143,7 +143,7 @@ def test_run_cell_checks_its_arguments_first(kwargs, error, match):
         run_cell(**arguments, steps=steps)
 
 
-def test_input_reach_of_a_linear_recurrence_is_its_decay_per_step_times_the_lag():
+def test_input_gradient_of_a_linear_recurrence_decays_by_its_factor_per_step_of_lag():
     # ReLU with non-negative weights, biases and inputs never clips: h_t = a h_{t-1} + W_ih x_t,
     # so dL_T/dx_1 = dL_T/dx_T * a^(T-1) for every sequence and r = (T - 1) log10(a).
     task = adding_task(30)
@@ -156,6 +156,9 @@ def test_input_reach_of_a_linear_recurrence_is_its_decay_per_step_times_the_lag(
     x, y = task.sample(64, torch.Generator().manual_seed(1))
     assert long_range.input_reach(net, task, x, y) == pytest.approx(29 * math.log10(0.5),
                                                                      rel=1e-9)
+    norms = long_range.input_grad_norms(net, task, x, y)                      # t = 1..30
+    lags = torch.arange(29, -1, -1, dtype=torch.float64)
+    assert torch.allclose(norms / norms[-1], 0.5 ** lags, rtol=1e-9)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(p.grad is None for p in net.parameters())
 
