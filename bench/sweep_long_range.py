@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import statistics
 import sys
 
 from benchlib import apply_threads, parser, progress, save
 
-from rnnlab.long_range import RECIPES, SOLVED_FRACTION, run_cell
+from rnnlab.long_range import RECIPES, SOLVED_FRACTION, run_cell, summarize
 
 SETTINGS = {"hidden_size": 32, "batch_size": 32, "eval_every": 25}
 CLIPS = (None, 1.0)
@@ -64,17 +63,12 @@ def _previous(path) -> list[dict]:
 
 def _summary(results: list[dict]) -> None:
     print(f"{'task':15} {'T':>4} {'model':5} {'clip':>4} {'solved':>6} {'steps':>6} "
-          f"{'loss/base':>9}")
-    groups: dict[tuple, list[dict]] = {}
-    for r in results:
-        groups.setdefault((r["task"], r["seq_len"], r["model"], r["clip"]), []).append(r)
-    for (task, seq_len, model, clip), runs in groups.items():
-        solved = [r["steps_to_solve"] for r in runs if r["solved"]]
-        ratios = [r["final_loss"] / r["baseline"] for r in runs if r["final_loss"] is not None]
-        steps = f"{statistics.median(solved):6.0f}" if solved else "     -"
-        ratio = f"{statistics.median(ratios):9.3f}" if ratios else "      nan"
-        print(f"{task:15} {seq_len:4d} {model:5} {clip or '-':>4} "
-              f"{len(solved):>3}/{len(runs):<2} {steps} {ratio}")
+          f"{'loss/base':>9} {'diverged':>8}")
+    for row in summarize(results):
+        steps = "-" if row["steps_median"] is None else f"{row['steps_median']:.0f}"
+        print(f"{row['task']:15} {row['seq_len']:4d} {row['model']:5} {row['clip'] or '-':>4} "
+              f"{row['solved']:>3}/{row['runs']:<2} {steps:>6} {row['ratio_median']:9.3f} "
+              f"{row['diverged']:8d}")
 
 
 def _run(cell: tuple) -> dict:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ from rnnlab.train import SequenceModel, evaluate, fit, make_model
 
 __all__ = ["Recipe", "RECIPES", "TASKS", "SOLVED_FRACTION", "COPY_REMEMBER", "COPY_SYMBOLS",
            "HELD_OUT_SEED", "make_task", "build_model", "held_out_set", "input_grad_norms",
-           "input_reach", "run_cell"]
+           "input_reach", "run_cell", "summarize"]
 
 COPY_REMEMBER = 5                # K: symbols to remember in the copy task
 COPY_SYMBOLS = 4                 # n: alphabet of the copy task
@@ -272,3 +273,28 @@ def run_cell(task: str, model: str, seq_len: int, seed: int, clip: float | None,
         "reach_init": reach_init, "reach_final": input_reach(net, spec, held_x, held_y),
         "cpu_seconds": cpu_seconds,
     }
+
+
+def summarize(cells: list[dict]) -> list[dict]:
+    """One row per (task, seq_len, model, clip) of :func:`run_cell` results, in first-seen order.
+
+    Each row holds the key, ``runs`` (number of seeds), ``solved`` (how many were solved),
+    ``steps_median`` (median ``steps_to_solve`` over the solved seeds, None if none),
+    ``ratio_median`` (median over seeds of ``final_loss / baseline``, a diverged seed counted
+    as ``inf``) and ``diverged`` (seeds stopped by a non-finite loss or gradient).
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for cell in cells:
+        key = (cell["task"], cell["seq_len"], cell["model"], cell["clip"])
+        groups.setdefault(key, []).append(cell)
+    rows = []
+    for (task, seq_len, model, clip), runs in groups.items():
+        steps = [r["steps_to_solve"] for r in runs if r["solved"]]
+        ratios = [math.inf if r["final_loss"] is None else r["final_loss"] / r["baseline"]
+                  for r in runs]
+        rows.append({"task": task, "seq_len": seq_len, "model": model, "clip": clip,
+                     "runs": len(runs), "solved": len(steps),
+                     "steps_median": statistics.median(steps) if steps else None,
+                     "ratio_median": statistics.median(ratios),
+                     "diverged": sum(r["stopped"] == "nonfinite" for r in runs)})
+    return rows

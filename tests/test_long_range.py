@@ -174,3 +174,18 @@ def test_input_reach_of_the_copy_task_follows_the_last_output_only():
     norms = grad.norm(dim=(0, 2))
     expected = math.log10(norms[0].item() / norms[-1].item())
     assert long_range.input_reach(net, task, x, y) == pytest.approx(expected, rel=1e-9)
+
+
+def test_summary_counts_solved_seeds_and_takes_medians_per_cell():
+    def cell(seed, model, solved_at, loss, stopped="steps"):
+        return {"task": "adding", "seq_len": 50, "model": model, "clip": None, "seed": seed,
+                "solved": solved_at is not None, "steps_to_solve": solved_at,
+                "final_loss": loss, "baseline": 0.5, "stopped": stopped}
+    cells = [cell(0, "lstm", 100, 0.01), cell(1, "lstm", None, 0.4), cell(2, "lstm", 300, 0.02),
+             cell(0, "tanh", None, 0.5), cell(1, "tanh", None, None, "nonfinite"),
+             cell(2, "tanh", None, 0.45)]
+    lstm, tanh = long_range.summarize(cells)
+    assert (lstm["model"], lstm["runs"], lstm["solved"], lstm["diverged"]) == ("lstm", 3, 2, 0)
+    assert lstm["steps_median"] == 200 and lstm["ratio_median"] == pytest.approx(0.04)
+    assert tanh["solved"] == 0 and tanh["steps_median"] is None and tanh["diverged"] == 1
+    assert tanh["ratio_median"] == pytest.approx(1.0)          # 0.9, 1.0 and inf
