@@ -25,6 +25,15 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Small tensors on 2 shared cores: a second intra-op thread only adds contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def book(tmp_path_factory) -> Path:
     """Build the book once per session with warnings as errors; return the HTML folder.

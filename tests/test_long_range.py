@@ -22,13 +22,7 @@ from rnnlab.long_range import (
 from rnnlab.tasks import adding_task, sequential_digits
 from rnnlab.train import SequenceModel, evaluate, fit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name, cls, extra", [("tanh", torch.nn.RNN, {}),
