@@ -281,7 +281,8 @@ def summarize(cells: list[dict]) -> list[dict]:
     Each row holds the key, ``runs`` (number of seeds), ``solved`` (how many were solved),
     ``steps_median`` (median ``steps_to_solve`` over the solved seeds, None if none),
     ``ratio_median`` (median over seeds of ``final_loss / baseline``, a diverged seed counted
-    as ``inf``) and ``diverged`` (seeds stopped by a non-finite loss or gradient).
+    as ``inf``) and ``diverged`` (seeds stopped by a non-finite loss or gradient: their
+    parameters were kept from the step before, but the held-out loss there is meaningless).
     """
     groups: dict[tuple, list[dict]] = {}
     for cell in cells:
@@ -290,8 +291,8 @@ def summarize(cells: list[dict]) -> list[dict]:
     rows = []
     for (task, seq_len, model, clip), runs in groups.items():
         steps = [r["steps_to_solve"] for r in runs if r["solved"]]
-        ratios = [math.inf if r["final_loss"] is None else r["final_loss"] / r["baseline"]
-                  for r in runs]
+        ratios = [math.inf if r["final_loss"] is None or r["stopped"] == "nonfinite"
+                  else r["final_loss"] / r["baseline"] for r in runs]
         rows.append({"task": task, "seq_len": seq_len, "model": model, "clip": clip,
                      "runs": len(runs), "solved": len(steps),
                      "steps_median": statistics.median(steps) if steps else None,

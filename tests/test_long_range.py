@@ -176,10 +176,11 @@ def test_summary_counts_solved_seeds_and_takes_medians_per_cell():
                 "solved": solved_at is not None, "steps_to_solve": solved_at,
                 "final_loss": loss, "baseline": 0.5, "stopped": stopped}
     cells = [cell(0, "lstm", 100, 0.01), cell(1, "lstm", None, 0.4), cell(2, "lstm", 300, 0.02),
-             cell(0, "tanh", None, 0.5), cell(1, "tanh", None, None, "nonfinite"),
-             cell(2, "tanh", None, 0.45)]
-    lstm, tanh = long_range.summarize(cells)
+             cell(0, "tanh", None, 0.5), cell(1, "tanh", None, 1e30, "nonfinite"),
+             cell(2, "tanh", None, 0.45), cell(0, "gru", None, None, "nonfinite")]
+    lstm, tanh, gru = long_range.summarize(cells)
     assert (lstm["model"], lstm["runs"], lstm["solved"], lstm["diverged"]) == ("lstm", 3, 2, 0)
     assert lstm["steps_median"] == 200 and lstm["ratio_median"] == pytest.approx(0.04)
     assert tanh["solved"] == 0 and tanh["steps_median"] is None and tanh["diverged"] == 1
-    assert tanh["ratio_median"] == pytest.approx(1.0)          # 0.9, 1.0 and inf
+    assert tanh["ratio_median"] == pytest.approx(1.0)          # 0.9, 1.0 and diverged: inf
+    assert gru["ratio_median"] == math.inf and gru["diverged"] == 1
