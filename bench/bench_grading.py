@@ -6,19 +6,22 @@ Two measurements, both printed as medians:
    cells as written, without their ``import matplotlib.pyplot``, or only ``import torch``;
    CPU seconds (user + sys of the kernel and bwrap, sampled from /proc) and wall seconds.
 2. End to end: ``rnnlab grade --jobs J`` (one kernel per student, reused for their labs, so
-   the kernel cost of 1. is paid once per student) on N synthetic students × the labs of
-   ``solutions/`` (half answer everything right, half submit the untouched lab), or × 5 copies
-   of the test
-   fixture lab while ``solutions/`` is empty. Projection for 300 students × 5 labs:
-   wall = wall per notebook × 1500, and cpu-bound = CPU per notebook × 1500 / 2 cores — the
-   time on a dedicated 2-core machine, which a shared, loaded machine cannot show by wall time.
+   the kernel cost of 1. is paid once per student; one checker process per worker) on N
+   synthetic students × the labs of ``solutions/`` (half answer everything right, half submit
+   the untouched lab), or × 5 copies of the test fixture lab while ``solutions/`` is empty.
+   Projection for 300 students × 5 labs: wall = wall per notebook × 1500, and cpu-bound = CPU
+   per notebook × 1500 / 2 cores — the time on a dedicated 2-core machine, which a shared,
+   loaded machine cannot show by wall time.
 
-    python bench/bench_grading.py --students 6 --jobs 2 --repeats 5
+    python bench/bench_grading.py --students 6 --jobs 2 --repeats 5 --json grading.json
+
+``--json PATH`` saves the figures with the command, date, machine and torch version
+(:mod:`benchlib`); ``--threads`` sets torch's threads in this process only (kernels and
+workers use one).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -30,18 +33,18 @@ import threading
 import time
 from pathlib import Path
 
+import benchlib
 import nbformat
 import psutil
 
-from rnnlab.grading import sandbox as sandbox_module
 from rnnlab.grading.kernel import StudentKernel
+from rnnlab.grading.labs import release
+from rnnlab.grading.limits import Limits
 from rnnlab.grading.notebook import parse_lab, read_notebook
-from rnnlab.grading.release import release
-from rnnlab.grading.sandbox import Sandbox, bwrap_available
+from rnnlab.grading.sandbox import Sandbox, support
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "solutions" / "fx_lab.ipynb"
-LAUNCHER = sandbox_module.LAUNCHER
 
 
 class CpuSampler:
@@ -85,10 +88,9 @@ class CpuSampler:
         return sum(self.seen.values())
 
 
-def kernel_cost(setup_sources: list[str], launcher: str) -> tuple[float, float]:
+def kernel_cost(setup_sources: list[str]) -> tuple[float, float]:
     """(wall, cpu) seconds to start a kernel, run the set-up cells and exit."""
-    sandbox_module.LAUNCHER = launcher
-    box = Sandbox(tempfile.mkdtemp(prefix="rnnlab-bench-"), bwrap_available(), 4 * 2**30)
+    box = Sandbox(tempfile.mkdtemp(prefix="rnnlab-bench-"), support().bwrap, Limits())
     kernel = StudentKernel(box, startup_timeout=300)
     start = time.monotonic()
     try:
@@ -136,33 +138,34 @@ def make_submissions(source: Path, work: Path, students: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchlib.parser(__doc__)
     parser.add_argument("--students", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="A/B kernel repeats")
     args = parser.parse_args()
+    benchlib.apply_threads(args.threads)
+    results: dict = {"sandbox": support().describe(), "kernel": {}}
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-") as tmp:
         work = Path(tmp)
         source = source_labs(work)
         labs = sorted(source.glob("*.ipynb"))
         first = parse_lab(read_notebook(labs[0]), labs[0].stem)
         setup = [c.source for c in first.cells if c.kind == "setup" and not c.skip]
-        print(f"sandbox: {'bwrap' if bwrap_available() else 'none'}; labs: "
-              f"{[p.stem for p in labs]}")
+        print(f"sandbox: {results['sandbox']}; labs: {[p.stem for p in labs]}")
         no_pyplot = [s.replace("import matplotlib.pyplot as plt\n", "") for s in setup]
-        variants = {"the lab's set-up cells": (setup, LAUNCHER),
-                    "set-up without `import matplotlib.pyplot`": (no_pyplot, LAUNCHER),
-                    "`import torch` only": (["import torch"], LAUNCHER)}
+        variants = {"the lab's set-up cells": setup,
+                    "set-up without `import matplotlib.pyplot`": no_pyplot,
+                    "`import torch` only": ["import torch"]}
         costs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-        for _ in range(args.repeats):                     # interleaved
-            for name, (sources, launcher) in variants.items():
-                costs[name].append(kernel_cost(sources, launcher))
-        sandbox_module.LAUNCHER = LAUNCHER
+        for _ in benchlib.progress(range(args.repeats), desc="kernels"):      # interleaved
+            for name, sources in variants.items():
+                costs[name].append(kernel_cost(sources))
         base = costs["the lab's set-up cells"]
         for name, values in costs.items() if args.repeats else ():
             wall = statistics.median(v[0] for v in values)
             cpu = statistics.median(v[1] for v in values)
             ratio = statistics.median(v[1] / b[1] for v, b in zip(values, base, strict=True))
+            results["kernel"][name] = {"wall_s": wall, "cpu_s": cpu, "cpu_ratio": ratio}
             print(f"kernel start + set-up of {labs[0].stem}, {name}: median wall {wall:.2f} s, "
                   f"cpu {cpu:.2f} s ({ratio:.2f} x the lab's, median of paired ratios)")
 
@@ -185,15 +188,23 @@ def main() -> None:
                    for d in details if d["flags"] or any(t["flags"] for t in d["tests"])]
         for entry in flagged:
             print("flagged:", *entry)
+        total = 300 * 5
+        results["end_to_end"] = {
+            "students": args.students, "labs": len(labs), "notebooks": count, "jobs": args.jobs,
+            "flagged": len(flagged), "wall_s": wall, "cpu_s": cpu,
+            "wall_per_notebook_s": wall / count, "cpu_per_notebook_s": cpu / count,
+            "median_in_worker_s": per_notebook,
+            "projected_300x5_wall_min": wall / count * total / 60,
+            "projected_300x5_cpu_bound_2_cores_min": cpu / count * total / 2 / 60}
         print(f"graded {count} notebooks ({args.students} students x {len(labs)} labs, "
               f"{len(flagged)} flagged) with --jobs {args.jobs}: wall {wall:.1f} s, "
               f"cpu {cpu:.1f} s")
         print(f"per notebook: {wall / count:.2f} s wall (run / notebooks), "
               f"{per_notebook:.2f} s median inside a worker, {cpu / count:.2f} s cpu")
-        total = 300 * 5
         print(f"projected 300 students x 5 labs: {wall / count * total / 60:.1f} min at this "
               f"run's wall rate; {cpu / count * total / 2 / 60:.1f} min cpu-bound on 2 "
               f"dedicated cores (goal <= 20 min)")
+    benchlib.save(args.json, "bench_grading", results)
 
 
 if __name__ == "__main__":

@@ -4,24 +4,30 @@ For each cell type, times (interleaved, median of many repeats, same process):
 
 * ``torch``: ``torch.nn.X`` fused ``forward`` (the reference, ratio 1),
 * ``forward``: ``rnnlab.X.forward`` (inherited, so ≈ 1),
-* ``unroll``: ``rnnlab.X.unroll`` (step by step, every h_t visible to autograd),
+* ``unroll``: ``rnnlab.X.unroll`` (step by step, every state visible to autograd),
+* ``unroll+states``: ``unroll(..., return_states=True)``, which also hands those states out,
 * ``cell loop``: a Python loop of ``torch.nn.XCell`` — the naive step-by-step baseline.
 
 Each sample is the fastest of three back-to-back calls (an interruption by another process only
-ever adds time), samples of the four variants alternate, and the median sample is reported.
+ever adds time), samples of the variants alternate, and the median sample is reported. The
+results (seconds per forward+backward, ratios to ``torch``, sizes) are printed and, with
+``--json PATH``, saved with their provenance (see ``bench/benchlib.py``).
 
-Run: ``python bench/bench_models.py [--batch 32 --steps 100 --input 2 --hidden 128 --threads 1]``.
+Run: ``python bench/bench_models.py [--batch 32 --steps 100 --input 2 --hidden 128
+--threads 1 --json results/bench_models.json]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
+import benchlib
 import torch
 
 import rnnlab
+
+VARIANTS = ("torch", "forward", "unroll", "unroll+states", "cell loop")
 
 
 def _cell_loop(cell):
@@ -43,54 +49,69 @@ def _fwd_bwd(fn, x):
     return run
 
 
-def measure(kind: str, batch: int, steps: int, input_size: int, hidden: int, repeats: int):
+def measure(kind: str, batch: int, steps: int, input_size: int, hidden: int, repeats: int,
+            bar) -> dict[str, float]:
+    """Median seconds of one forward+backward for each of :data:`VARIANTS`."""
     torch.manual_seed(0)
     ours = getattr(rnnlab, kind)(input_size, hidden)
     theirs = getattr(torch.nn, kind)(input_size, hidden)
     theirs.load_state_dict(ours.state_dict())
     cell = getattr(torch.nn, kind + "Cell")(input_size, hidden)
     x = torch.randn(steps, batch, input_size)
-    variants = {
+    runs = {
         "torch": _fwd_bwd(theirs, x),
         "forward": _fwd_bwd(ours, x),
         "unroll": _fwd_bwd(ours.unroll, x),
+        "unroll+states": _fwd_bwd(lambda x: ours.unroll(x, return_states=True)[:2], x),
         "cell loop": _fwd_bwd(_cell_loop(cell), x),
     }
-    times = {name: [] for name in variants}
-    for run in variants.values():                      # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():                          # warm-up
         run()
     for _ in range(repeats):
-        for name, run in variants.items():             # interleaved: drift hits all alike
+        for name, run in runs.items():                 # interleaved: drift hits all alike
             best = float("inf")
             for _ in range(3):
                 start = time.perf_counter()
                 run()
                 best = min(best, time.perf_counter() - start)
             times[name].append(best)
+        bar.update()
     return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchlib.parser(__doc__)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--input", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    threads = benchlib.apply_threads(args.threads)
     print(f"forward+backward, B={args.batch} T={args.steps} I={args.input} H={args.hidden}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of "
-          f"{args.repeats} interleaved samples (each the best of 3); ratio = time / torch fused")
-    print(f"{'model':6} {'torch ms':>9} {'forward':>8} {'unroll':>8} {'cell loop':>10}")
-    for kind in ("LSTM", "GRU", "RNN"):
-        t = measure(kind, args.batch, args.steps, args.input, args.hidden, args.repeats)
-        base = t["torch"]
-        print(f"{kind:6} {base * 1e3:9.2f} {t['forward'] / base:7.2f}x {t['unroll'] / base:7.2f}x "
-              f"{t['cell loop'] / base:9.2f}x")
+          f"torch {torch.__version__}, {threads} threads, median of {args.repeats} interleaved "
+          f"samples (each the best of 3); ratio = time / torch fused")
+    print(f"{'model':6} {'torch ms':>9} " + " ".join(f"{v:>13}" for v in VARIANTS[1:]))
+    kinds = ("LSTM", "GRU", "RNN")
+    results: dict[str, object] = {
+        "sizes": {"batch": args.batch, "steps": args.steps, "input": args.input,
+                  "hidden": args.hidden, "repeats": args.repeats},
+        "variants": list(VARIANTS), "models": {}}
+    with benchlib.progress(total=len(kinds) * args.repeats, desc="bench_models") as bar:
+        for kind in kinds:
+            seconds = measure(kind, args.batch, args.steps, args.input, args.hidden,
+                              args.repeats, bar)
+            ratios = {name: seconds[name] / seconds["torch"] for name in VARIANTS}
+            states_cost = seconds["unroll+states"] / seconds["unroll"]
+            results["models"][kind] = {"seconds": seconds, "ratio_to_torch": ratios,
+                                       "return_states_over_unroll": states_cost}
+            bar.write(f"{kind:6} {seconds['torch'] * 1e3:9.2f} "
+                      + " ".join(f"{ratios[v]:12.2f}x" for v in VARIANTS[1:]))
+    for kind in kinds:
+        cost = results["models"][kind]["return_states_over_unroll"]
+        print(f"{kind}: unroll with return_states=True takes {cost:.3f}x the time of unroll")
+    benchlib.save(args.json, "bench_models", results)
 
 
 if __name__ == "__main__":

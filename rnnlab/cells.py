@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnlab.checks import check_choice, check_like, check_tensor
+
 __all__ = ["rnn_cell", "lstm_cell", "gru_cell", "rnn_step", "lstm_step", "gru_step",
            "NONLINEARITIES"]
 
@@ -28,35 +30,16 @@ NONLINEARITIES = ("tanh", "relu")
 # Argument checks (shared by the three cells)
 # --------------------------------------------------------------------------------------------
 
-def _check_tensor(name: str, value, dims: tuple[int, ...]) -> None:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
-    if value.dim() not in dims:
-        allowed = " or ".join(f"{d}-D" for d in dims)
-        raise ValueError(f"{name}: expected a {allowed} tensor, got shape {tuple(value.shape)}")
-
-
-def check_like(name: str, value: Tensor, ref_name: str, ref: Tensor) -> None:
-    if value.dtype != ref.dtype:
-        raise TypeError(f"{name}: expected dtype {ref.dtype} (the dtype of {ref_name}), "
-                        f"got {value.dtype}")
-    if value.device != ref.device:
-        raise ValueError(f"{name}: expected device {ref.device} (the device of {ref_name}), "
-                         f"got {value.device}")
-
-
-def check_cell_args(input: Tensor, states: list[tuple[str, Tensor, int]], weight_ih: Tensor,
+def _check_cell_args(input: Tensor, states: list[tuple[str, Tensor, int]], weight_ih: Tensor,
                     weight_hh: Tensor, bias_ih: Tensor | None, bias_hh: Tensor | None,
                     gates: int) -> None:
     """Validate the arguments of a cell with ``gates`` blocks of rows in its weights.
 
     ``states`` lists ``(name, tensor, expected last-dim size)`` for each state tensor.
     """
-    _check_tensor("input", input, (1, 2))
-    _check_tensor("weight_ih", weight_ih, (2,))
-    _check_tensor("weight_hh", weight_hh, (2,))
-    if not input.is_floating_point():
-        raise TypeError(f"input: expected a floating-point tensor, got dtype {input.dtype}")
+    check_tensor("input", input, (1, 2), floating=True)
+    check_tensor("weight_ih", weight_ih, (2,))
+    check_tensor("weight_hh", weight_hh, (2,))
     rows = weight_ih.shape[0]
     if rows % gates:
         raise ValueError(f"weight_ih: expected {gates}*hidden_size rows, got shape "
@@ -69,14 +52,14 @@ def check_cell_args(input: Tensor, states: list[tuple[str, Tensor, int]], weight
                          f"{tuple(weight_hh.shape)}")
     for name, bias in (("bias_ih", bias_ih), ("bias_hh", bias_hh)):
         if bias is not None:
-            _check_tensor(name, bias, (1,))
+            check_tensor(name, bias, (1,))
             if bias.shape[0] != rows:
                 raise ValueError(f"{name}: expected shape ({rows},), got {tuple(bias.shape)}")
             check_like(name, bias, "input", input)
     for name, weight in (("weight_ih", weight_ih), ("weight_hh", weight_hh)):
         check_like(name, weight, "input", input)
     for name, state, size in states:
-        _check_tensor(name, state, (1, 2))
+        check_tensor(name, state, (1, 2))
         check_like(name, state, "input", input)
         if state.dim() != input.dim():
             raise ValueError(f"{name}: expected {input.dim()}-D like input "
@@ -182,11 +165,10 @@ def rnn_cell(input: Tensor, hx: Tensor | None, weight_ih: Tensor, weight_hh: Ten
     Returns:
         ``h'`` of the shape of ``hx``.
     """
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"nonlinearity: expected one of {NONLINEARITIES}, got {nonlinearity!r}")
+    check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     hidden_size = _hidden_size(weight_ih, 1)
     hx = _zeros_if_none(hx, input, hidden_size)
-    check_cell_args(input, [("hx", hx, hidden_size)], weight_ih, weight_hh, bias_ih, bias_hh, 1)
+    _check_cell_args(input, [("hx", hx, hidden_size)], weight_ih, weight_hh, bias_ih, bias_hh, 1)
     return rnn_step(_project(input, weight_ih, bias_ih), hx, weight_hh, bias_hh, nonlinearity)
 
 
@@ -214,7 +196,7 @@ def lstm_cell(input: Tensor, hx: tuple[Tensor, Tensor] | None, weight_ih: Tensor
     hidden_size = _hidden_size(weight_ih, 4)
     out_size = hidden_size
     if weight_hr is not None:
-        _check_tensor("weight_hr", weight_hr, (2,))
+        check_tensor("weight_hr", weight_hr, (2,))
         if weight_hr.shape[1] != hidden_size:
             raise ValueError(f"weight_hr: expected shape (proj_size, {hidden_size}), got "
                              f"{tuple(weight_hr.shape)}")
@@ -224,7 +206,7 @@ def lstm_cell(input: Tensor, hx: tuple[Tensor, Tensor] | None, weight_ih: Tensor
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
         raise TypeError(f"hx: expected a tuple (h, c) or None, got {type(hx).__name__}")
     h, c = hx
-    check_cell_args(input, [("hx[0]", h, out_size), ("hx[1]", c, hidden_size)],
+    _check_cell_args(input, [("hx[0]", h, out_size), ("hx[1]", c, hidden_size)],
                     weight_ih, weight_hh, bias_ih, bias_hh, 4)
     if weight_hh.shape[1] != out_size:
         raise ValueError(f"weight_hh: expected {out_size} columns, got shape "
@@ -253,12 +235,12 @@ def gru_cell(input: Tensor, hx: Tensor | None, weight_ih: Tensor, weight_hh: Ten
     """
     hidden_size = _hidden_size(weight_ih, 3)
     hx = _zeros_if_none(hx, input, hidden_size)
-    check_cell_args(input, [("hx", hx, hidden_size)], weight_ih, weight_hh, bias_ih, bias_hh, 3)
+    _check_cell_args(input, [("hx", hx, hidden_size)], weight_ih, weight_hh, bias_ih, bias_hh, 3)
     return gru_step(_project(input, weight_ih, bias_ih), hx, weight_hh, bias_hh)
 
 
 def _hidden_size(weight_ih, gates: int) -> int:
-    _check_tensor("weight_ih", weight_ih, (2,))
+    check_tensor("weight_ih", weight_ih, (2,))
     if weight_ih.shape[0] % gates:
         raise ValueError(f"weight_ih: expected {gates}*hidden_size rows, got shape "
                          f"{tuple(weight_ih.shape)}")
@@ -268,5 +250,5 @@ def _hidden_size(weight_ih, gates: int) -> int:
 def _zeros_if_none(hx: Tensor | None, input: Tensor, size: int) -> Tensor:
     if hx is not None:
         return hx
-    _check_tensor("input", input, (1, 2))
+    check_tensor("input", input, (1, 2))
     return input.new_zeros((*input.shape[:-1], size))

@@ -1,8 +1,9 @@
 """The ``rnnlab`` command line: instructor tooling.
 
 ``rnnlab release SOURCE DEST`` turns solution notebooks into student labs,
-``rnnlab grade SUBMISSIONS --source SOURCE --out grades.csv`` grades a folder of submissions and
-``rnnlab feedback DETAILS --out DIR`` writes per-student feedback from a grading run.
+``rnnlab grade SUBMISSIONS --source SOURCE --out grades.csv`` grades a folder of submissions,
+``rnnlab feedback DETAILS --out DIR`` writes per-student feedback from a grading run, and
+``rnnlab kernel install|list`` manages the ``rnnlab-cuda`` Jupyter kernel.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from rnnlab import __version__
 
 
 def _release(args: argparse.Namespace) -> int:
-    from rnnlab.grading.release import release
+    from rnnlab import grading
 
-    for path in release(args.source, args.dest):
+    for path in grading.release(args.source, args.dest):
         print(path)
     return 0
 
@@ -27,12 +28,11 @@ def _grade(args: argparse.Namespace) -> int:
     os.environ["RNNLAB_DEVICE"] = "cpu"            # tests compare against CPU tensors
     from tqdm import tqdm
 
-    from rnnlab.grading import report
-    from rnnlab.grading.grade import SandboxUnavailable, grade, parse_memory
-    from rnnlab.grading.session import Limits
+    from rnnlab import grading
 
-    limits = Limits(args.cell_timeout, args.notebook_timeout, parse_memory(args.memory),
-                    args.setup_timeout)
+    limits = grading.Limits(args.cell_timeout, args.notebook_timeout,
+                            grading.parse_memory(args.memory), args.setup_timeout,
+                            grading.parse_memory(args.scratch))
     sandbox = "require" if args.require_sandbox else "off" if args.no_sandbox else "auto"
     bar = None
 
@@ -44,33 +44,60 @@ def _grade(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        results, isolated = grade(args.submissions, args.source, limits=limits, jobs=args.jobs,
-                                  sandbox=sandbox, progress=progress)
-    except SandboxUnavailable as exc:
+        results, isolated = grading.grade(args.submissions, args.source, limits=limits,
+                                          jobs=args.jobs, sandbox=sandbox, progress=progress,
+                                          tmp_root=args.tmp_dir)
+    except grading.SandboxUnavailable as exc:
         print(f"rnnlab grade: {exc}", file=sys.stderr)
         return 2
     finally:
         if bar is not None:
             bar.close()
+    found = grading.support()
     if not isolated:
         print("WARNING: student code ran WITHOUT a sandbox (bwrap missing or --no-sandbox): it "
               "could read the solutions and every file this user can, and use the network. "
               "Install bubblewrap, or pass --require-sandbox to refuse.", file=sys.stderr)
+    elif not found.seccomp:
+        print("WARNING: the sandbox ran without its seccomp filter (libseccomp2 missing): "
+              "student code could start processes. Install libseccomp2, or pass "
+              "--require-sandbox to refuse.", file=sys.stderr)
+    elif not args.quiet:
+        print(f"sandbox: {found.describe()}", file=sys.stderr)
     out = Path(args.out)
-    report.write_grades(results, out)
-    report.write_summary(results, out.with_name(out.stem + "_summary.csv"))
-    details = report.write_details(results, out.with_name(out.stem + "_details.json"))
+    grading.write_grades(results, out)
+    grading.write_summary(results, out.with_name(out.stem + "_summary.csv"))
+    details = grading.write_details(results, out.with_name(out.stem + "_details.json"))
     if args.feedback:
-        report.write_feedback(results, args.feedback)
+        grading.write_feedback(results, args.feedback)
     print(f"graded {len(results)} notebooks → {out} (details: {details})")
     return 0
 
 
 def _feedback(args: argparse.Namespace) -> int:
-    from rnnlab.grading import report
+    from rnnlab import grading
 
-    paths = report.write_feedback(report.read_details(args.details), args.out)
+    paths = grading.write_feedback(grading.read_details(args.details), args.out)
     print(f"wrote {len(paths)} feedback files to {args.out}")
+    return 0
+
+
+def _kernel_install(args: argparse.Namespace) -> int:
+    from rnnlab.kernels import CUDA_KERNEL, install_cuda_kernel
+
+    path = install_cuda_kernel(user=args.user, sys_prefix=args.sys_prefix, prefix=args.prefix)
+    print(f"installed kernel {CUDA_KERNEL} (RNNLAB_DEVICE=cuda) in {path}")
+    return 0
+
+
+def _kernel_list(args: argparse.Namespace) -> int:
+    from rnnlab.kernels import list_kernels
+
+    kernels = list_kernels()
+    width = max([len(k["name"]) for k in kernels] + [4])
+    print(f"{'name':{width}}  {'RNNLAB_DEVICE':13}  path")
+    for k in kernels:
+        print(f"{k['name']:{width}}  {k['device'] or '(unset)':13}  {k['path']}")
     return 0
 
 
@@ -105,11 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 120)")
     grade.add_argument("--notebook-timeout", type=float, default=600.0,
                        help="wall-clock seconds per lab of a student (default 600)")
-    grade.add_argument("--memory", default="4G", help="memory per kernel (default 4G)")
+    grade.add_argument("--memory", default="4G",
+                       help="memory of a student's kernel, and of the checks of one test "
+                            "(default 4G)")
+    grade.add_argument("--scratch", default="256M",
+                       help="size of a kernel's private in-memory /tmp (default 256M)")
     grade.add_argument("--feedback", metavar="DIR", help="also write DIR/<student>.md")
+    grade.add_argument("--tmp-dir", metavar="DIR", default=None,
+                       help="where the kernels' private directories go (default: the "
+                            "system's temporary directory)")
     box = grade.add_mutually_exclusive_group()
     box.add_argument("--require-sandbox", action="store_true",
-                     help="fail instead of running student code without bwrap")
+                     help="fail instead of running student code without bwrap and its "
+                          "seccomp filter")
     box.add_argument("--no-sandbox", action="store_true",
                      help="run student code without bwrap (trusted submissions only)")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -119,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("details", help="the *_details.json written by `rnnlab grade`")
     feedback.add_argument("--out", required=True, help="directory for <student>.md files")
     feedback.set_defaults(func=_feedback)
+
+    kernel = commands.add_parser(
+        "kernel", help="the rnnlab-cuda Jupyter kernel (same notebooks, on the GPU)",
+        description="rnnlab-cuda is this Python with RNNLAB_DEVICE=cuda: pick it in JupyterLab, "
+                    "or `pytest --nbval --nbval-kernel-name rnnlab-cuda`, to run a notebook on "
+                    "the GPU unchanged.")
+    kernel_commands = kernel.add_subparsers(dest="kernel_command", metavar="ACTION",
+                                            required=True)
+    install = kernel_commands.add_parser("install", help="install the rnnlab-cuda kernelspec")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for this user only")
+    where.add_argument("--sys-prefix", action="store_true",
+                       help="into this Python environment (e.g. the course's venv)")
+    where.add_argument("--prefix", metavar="PATH", help="into PATH/share/jupyter/kernels")
+    install.set_defaults(func=_kernel_install)
+    listing = kernel_commands.add_parser("list", help="show the kernels Jupyter finds")
+    listing.set_defaults(func=_kernel_list)
     return parser
 
 

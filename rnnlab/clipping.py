@@ -27,13 +27,15 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from rnnlab.checks import check_bool, check_int, check_number
+
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "grad_norm", "AdaptiveClipper"]
 
 _EPS = 1e-6      # torch's guard against ‖g‖ = 0 in c / (‖g‖ + eps)
 
 
 # --------------------------------------------------------------------------------------------
-# Argument checks
+# Arguments peculiar to clipping: the parameters and the order of the norm
 # --------------------------------------------------------------------------------------------
 
 def _as_list(parameters) -> list[Tensor]:
@@ -52,14 +54,6 @@ def _as_list(parameters) -> list[Tensor]:
         warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.",
                       stacklevel=3)
     return parameters
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a positive number, got {type(value).__name__}")
-    if not value > 0:                                   # also rejects nan
-        raise ValueError(f"{name}: expected a positive number, got {value}")
-    return float(value)
 
 
 def _check_norm_type(norm_type) -> float:
@@ -129,11 +123,9 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
         The total norm *before* clipping, a 0-d tensor (``tensor(0.)`` if no gradient).
     """
     parameters = _as_list(parameters)
-    max_norm = _check_positive("max_norm", max_norm)
+    max_norm = check_number("max_norm", max_norm, positive=True, finite=False)
     norm_type = _check_norm_type(norm_type)
-    if not isinstance(error_if_nonfinite, bool):
-        raise TypeError(f"error_if_nonfinite: expected a bool, "
-                        f"got {type(error_if_nonfinite).__name__}")
+    check_bool("error_if_nonfinite", error_if_nonfinite)
     with torch.no_grad():
         grads = [p.grad for p in parameters if p.grad is not None]
         total = _total_norm(grads, norm_type, error_if_nonfinite)
@@ -168,7 +160,7 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
     :func:`torch.nn.utils.clip_grad_value_`; parameters without ``.grad`` are skipped.
     """
     parameters = _as_list(parameters)
-    clip_value = _check_positive("clip_value", clip_value)
+    clip_value = check_number("clip_value", clip_value, positive=True, finite=False)
     with torch.no_grad():
         for p in parameters:
             if p.grad is not None:
@@ -214,24 +206,14 @@ class AdaptiveClipper:
 
     def __init__(self, percentile: float = 90.0, window: int = 100, warmup: int = 10,
                  factor: float = 1.0, norm_type: float = 2.0, error_if_nonfinite: bool = False):
-        if isinstance(percentile, bool) or not isinstance(percentile, (int, float)):
-            raise TypeError(f"percentile: expected a number in [0, 100], "
-                            f"got {type(percentile).__name__}")
-        if not 0 <= percentile <= 100:
-            raise ValueError(f"percentile: expected a number in [0, 100], got {percentile}")
-        for name, value in (("window", window), ("warmup", warmup)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-        if window < 1:
-            raise ValueError(f"window: expected an int >= 1, got {window}")
-        if not 1 <= warmup <= window:
+        self.percentile = check_number("percentile", percentile, minimum=0, maximum=100)
+        check_int("window", window, 1)
+        check_int("warmup", warmup, 1)
+        if warmup > window:
             raise ValueError(f"warmup: expected an int in [1, window={window}], got {warmup}")
-        self.factor = _check_positive("factor", factor)
+        self.factor = check_number("factor", factor, positive=True, finite=False)
         self.norm_type = _check_norm_type(norm_type)
-        if not isinstance(error_if_nonfinite, bool):
-            raise TypeError(f"error_if_nonfinite: expected a bool, "
-                            f"got {type(error_if_nonfinite).__name__}")
-        self.percentile = float(percentile)
+        check_bool("error_if_nonfinite", error_if_nonfinite)
         self.window = window
         self.warmup = warmup
         self.error_if_nonfinite = error_if_nonfinite

@@ -10,10 +10,10 @@ Back-propagation through time sends the loss gradient backwards through the stat
 
 so :math:`\lVert \partial L/\partial h_t \rVert` shrinks or grows geometrically with the lag
 :math:`T - t` when the Jacobians do. :func:`hidden_grads` computes these *total* derivatives
-exactly: it runs the recurrent core one step at a time (``core(x[:, t:t+1], hx)``, the same
-arithmetic as the fused forward) so that every state :math:`h_t` is a node of the autograd graph
-that feeds both the read-out and the next step. (The output tensor of a fused forward would
-only give the direct term, the first one above.)
+exactly: it runs the recurrent core with :func:`rnnlab.loop.unroll` and differentiates the loss
+with respect to the states that loop hands out, each the tensor that fed both the read-out and
+the next step. (The output tensor of a fused forward would only give the direct term, the first
+one above.)
 """
 
 from __future__ import annotations
@@ -25,56 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnlab.checks import check_choice, check_int, check_type
+from rnnlab.history import History, clip_fraction
+from rnnlab.layout import check_recurrent
+from rnnlab.loop import unroll
+from rnnlab.models import SequenceModel
+
 __all__ = ["hidden_grads", "hidden_grad_norms", "HiddenGradRecorder", "NormHistory",
            "grad_norm_history", "loss_slice"]
-
-
-def _split(model: nn.Module) -> tuple[nn.RNNBase, nn.Module | None, bool]:
-    """``(core, readout or None, many_to_many)`` of a SequenceModel or a bare core."""
-    core = getattr(model, "core", model)
-    if not isinstance(core, nn.RNNBase):
-        raise TypeError(f"model: expected a SequenceModel or a torch.nn.RNN/LSTM/GRU, "
-                        f"got {type(model).__name__}")
-    if core.bidirectional:
-        raise ValueError("model: per-step gradients need a unidirectional core, "
-                         "got bidirectional=True")
-    readout = getattr(model, "readout", None) if core is not model else None
-    return core, readout, bool(getattr(model, "many_to_many", True))
-
-
-def _single_layers(core: nn.RNNBase) -> list[nn.RNNBase]:
-    """One single-layer module per layer of ``core``, sharing its parameters (no copies).
-
-    Running the layers as separate calls makes each layer's state h_t^{(l)} the tensor that
-    feeds both the layer above and the next step, so its gradient is the total derivative.
-    """
-    base = next(cls for cls in (nn.LSTM, nn.GRU, nn.RNN) if isinstance(core, cls))
-    twins = []
-    for index in range(core.num_layers):
-        kwargs = {"input_size": core.input_size if index == 0 else
-                  (core.proj_size or core.hidden_size), "hidden_size": core.hidden_size,
-                  "bias": core.bias, "batch_first": True, "device": "meta"}
-        if base is nn.LSTM:
-            kwargs["proj_size"] = core.proj_size
-        if base is nn.RNN:
-            kwargs["nonlinearity"] = core.nonlinearity
-        twin = base(**kwargs)                            # meta: no memory, no RNG drawn
-        for name in twin._flat_weights_names:            # weight_ih_l0, ..., weight_hr_l0
-            setattr(twin, name, getattr(core, name[:-1] + str(index)))
-        twins.append(twin)
-    return twins
-
-
-def _layer_states(core: nn.RNNBase, hx, x: Tensor) -> list:
-    """Split torch's ``hx`` ((layers, B, H) or (h, c)) into per-layer states; zeros if None."""
-    if hx is None:
-        batch = x.shape[0]
-        h = x.new_zeros(core.num_layers, batch, core.proj_size or core.hidden_size)
-        hx = (h, x.new_zeros(core.num_layers, batch, core.hidden_size)) \
-            if isinstance(core, nn.LSTM) else h
-    if isinstance(core, nn.LSTM):
-        return [(hx[0][i:i + 1], hx[1][i:i + 1]) for i in range(core.num_layers)]
-    return [hx[i:i + 1] for i in range(core.num_layers)]
 
 
 def hidden_grads(model: nn.Module, input: Tensor, target: Tensor | None = None,
@@ -83,10 +41,11 @@ def hidden_grads(model: nn.Module, input: Tensor, target: Tensor | None = None,
     r"""The total derivatives :math:`\partial L/\partial h_t`, t = 1..T, as a (T, B, H) tensor.
 
     Args:
-        model: an :class:`rnnlab.train.SequenceModel` (prediction = its read-out, last step or
+        model: an :class:`rnnlab.models.SequenceModel` (prediction = its read-out, last step or
             every step), or a bare ``torch.nn.RNN/LSTM/GRU`` (prediction = its output sequence).
             Unidirectional, any ``num_layers``, rnnlab's or torch's modules.
-        input: (B, T, I) if the core is ``batch_first``, else (T, B, I).
+        input: (B, T, I) if the core is ``batch_first``, else (T, B, I); or unbatched (T, I),
+            and then the result is (T, H).
         target, loss_fn: :math:`L` = ``loss_fn(prediction, target)`` (``loss_fn(prediction)``
             when ``target`` is None), a scalar, e.g. ``task.loss``.
         hx: initial state in torch's format; zeros when None.
@@ -95,43 +54,31 @@ def hidden_grads(model: nn.Module, input: Tensor, target: Tensor | None = None,
 
     The model's mode (train/eval) is used as it is; parameters' ``.grad`` are not touched.
     """
-    core, readout, many_to_many = _split(model)
-    if loss_fn is None or not callable(loss_fn):
+    core = model.core if isinstance(model, SequenceModel) else model
+    check_recurrent("model", core)
+    if core.bidirectional:
+        raise ValueError("model: per-step gradients need a unidirectional core, "
+                         "got bidirectional=True")
+    if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable (prediction, target) -> loss, "
-                        f"got {loss_fn!r}")
-    if not isinstance(input, Tensor) or input.dim() != 3:
-        raise ValueError(f"input: expected a batched 3-D tensor, got "
-                         f"{tuple(input.shape) if isinstance(input, Tensor) else input!r}")
-    is_lstm = isinstance(core, nn.LSTM)
-    if state not in ("h", "c") or (state == "c" and not is_lstm):
-        allowed = "'h' or 'c' (LSTM)" if is_lstm else "'h' (only an LSTM has 'c')"
-        raise ValueError(f"state: expected {allowed}, got {state!r}")
+                        f"got {type(loss_fn).__name__}")
+    is_lstm = core.mode == "LSTM"
+    check_choice("state", state, ("h", "c") if is_lstm else ("h",))
+    check_int("layer", layer)
     if not -core.num_layers <= layer < core.num_layers:
         raise ValueError(f"layer: expected an index into {core.num_layers} layers, got {layer}")
-    x = input if core.batch_first else input.transpose(0, 1)        # (B, T, I)
-    twins = _single_layers(core)
-    hs = _layer_states(core, hx, x)                                  # per layer: (1, B, .)
-    states, tops = [], []
-    with torch.backends.cudnn.flags(enabled=False):  # cuDNN wants its own flat weight buffer
-        for t in range(x.shape[1]):
-            inp = x[:, t:t + 1]                                      # (B, 1, I)
-            for index, twin in enumerate(twins):
-                _, hs[index] = twin(inp, hs[index])
-                h = hs[index][0] if is_lstm else hs[index]           # (1, B, H_out)
-                if index == layer % core.num_layers:
-                    states.append(hs[index][1] if state == "c" else h)
-                inp = h.transpose(0, 1)                              # (B, 1, H_out)
-                if core.dropout and core.training and index < core.num_layers - 1:
-                    inp = nn.functional.dropout(inp, core.dropout, training=True)
-            tops.append(h[0])                                        # (B, H_out)
-    output = torch.stack(tops, dim=1)               # (B, T, H_out)
-    if readout is not None:
-        prediction = readout(output if many_to_many else output[:, -1])
-    else:
-        prediction = output if core.batch_first else output.transpose(0, 1)
-    loss = loss_fn(prediction) if target is None else loss_fn(prediction, target)
-    grads = torch.autograd.grad(loss, states, allow_unused=True, materialize_grads=True)
-    return torch.stack([g[0] for g in grads])       # (T, B, H)
+    if isinstance(input, Tensor) and input.is_floating_point():
+        input = input.detach().requires_grad_()   # the states need grad even if nothing else does
+    with torch.enable_grad():
+        output, _, states = unroll(core, input, hx, return_states=True)
+        prediction = model.head(output) if model is not core else output
+        loss = loss_fn(prediction) if target is None else loss_fn(prediction, target)
+        trajectory = states[layer % core.num_layers][1:]             # s_1 .. s_T
+        if is_lstm:
+            trajectory = [pair[1] if state == "c" else pair[0] for pair in trajectory]
+        grads = torch.autograd.grad(loss, trajectory, allow_unused=True,
+                                    materialize_grads=True)
+    return torch.stack(grads)                                          # (T, [B,] H)
 
 
 def hidden_grad_norms(model: nn.Module, input: Tensor, target: Tensor | None = None,
@@ -144,8 +91,8 @@ def hidden_grad_norms(model: nn.Module, input: Tensor, target: Tensor | None = N
     """
     grads = hidden_grads(model, input, target, loss_fn, hx=hx, layer=layer, state=state)
     if per_sample:
-        return torch.linalg.vector_norm(grads, dim=-1).T.detach()     # (B, T)
-    return torch.linalg.vector_norm(grads, dim=(1, 2)).detach()      # (T,)
+        return torch.linalg.vector_norm(grads, dim=-1).movedim(0, -1).detach()   # (B, T)
+    return torch.linalg.vector_norm(grads.flatten(1), dim=1).detach()           # (T,)
 
 
 class HiddenGradRecorder:
@@ -163,8 +110,7 @@ class HiddenGradRecorder:
 
     def __init__(self, input: Tensor, target: Tensor | None, loss_fn: Callable[..., Tensor],
                  every: int = 100):
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ValueError(f"every: expected an int >= 1, got {every!r}")
+        check_int("every", every, 1)
         self.input, self.target, self.loss_fn, self.every = input, target, loss_fn, every
         self.steps: list[int] = []
         self._norms: list[np.ndarray] = []
@@ -194,14 +140,14 @@ class NormHistory(NamedTuple):
     def summary(self) -> dict[str, float]:
         """Median and maximum gradient norm, fraction of clipped steps."""
         return {"median": float(np.median(self.norm)), "max": float(np.max(self.norm)),
-                "clip_fraction": float(np.mean(self.clipped))}
+                "clip_fraction": clip_fraction(self.clipped)}
 
 
-def grad_norm_history(history) -> NormHistory:
-    """The gradient-norm history of a :class:`rnnlab.train.History` as numpy arrays."""
-    if not hasattr(history, "grad_norm") or not history.grad_norm:
-        raise ValueError(f"history: expected an rnnlab.train.History with at least one step, "
-                         f"got {history!r}")
+def grad_norm_history(history: History) -> NormHistory:
+    """The gradient-norm history of a :class:`rnnlab.history.History` as numpy arrays."""
+    check_type("history", history, History, "an rnnlab History")
+    if not history.grad_norm:
+        raise ValueError(f"history: expected a History with at least one step, got {history!r}")
     n = len(history.grad_norm)
     return NormHistory(np.arange(1, n + 1), np.asarray(history.grad_norm, dtype=float),
                        np.asarray(history.clipped, dtype=bool),

@@ -8,14 +8,10 @@ Module-level functions act on every layer ``l`` and direction (``_l{l}`` and ``_
 of a :class:`torch.nn.RNN`, :class:`~torch.nn.LSTM` or :class:`~torch.nn.GRU` (or a subclass such
 as :class:`rnnlab.LSTM`), in place under :func:`torch.no_grad`, and return the module.
 
-Layout (torch's): ``weight_ih`` is ``(G·H, I_l)`` and ``weight_hh`` is ``(G·H, P)`` with
-``G`` gate blocks stacked by rows — ``G = 1`` (RNN), ``G = 4`` in the order i, f, g, o (LSTM),
-``G = 3`` in the order r, z, n (GRU). ``I_l`` is ``input_size`` for layer 0 and ``D·P`` above it
-(``D`` = 2 if bidirectional), ``P`` = ``proj_size`` for an LSTM with projection, else ``H``.
-An LSTM with projection also has ``weight_hr`` of shape ``(P, H)``.
-Each gate block is one ``(H, fan_in)`` matrix and is initialised on its own, so its
-``fan_out`` is ``H``, not ``G·H`` (torch's own :func:`torch.nn.init.xavier_normal_` applied to the
-whole stacked matrix would use ``G·H``).
+Torch's layout (:mod:`rnnlab.layout`) stacks ``G`` gate blocks by rows in ``weight_ih``
+``(G·H, I_l)`` and ``weight_hh`` ``(G·H, P)``. Each gate block is one ``(H, fan_in)`` matrix and
+is initialised on its own, so its ``fan_out`` is ``H``, not ``G·H`` (torch's own
+:func:`torch.nn.init.xavier_normal_` applied to the whole stacked matrix would use ``G·H``).
 """
 
 from __future__ import annotations
@@ -26,76 +22,46 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from rnnlab.checks import check_number, check_tensor
+from rnnlab.layout import GATES, check_recurrent, directions, weights
+
 __all__ = ["xavier_", "he_", "orthogonal_", "identity_", "forget_bias_",
            "set_spectral_radius_", "spectral_radius"]
 
-_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-
 
 # --------------------------------------------------------------------------------------------
-# Argument checks and the walk over layers, directions and gate blocks
+# The walk over layers, directions and gate blocks
 # --------------------------------------------------------------------------------------------
-
-def _check_module(name: str, module) -> None:
-    if not isinstance(module, torch.nn.RNNBase) or module.mode not in _GATES:
-        raise TypeError(f"{name}: expected a torch.nn.RNN, LSTM or GRU (any torch.nn.RNNBase), "
-                        f"got {type(module).__name__}")
-
-
-def _check_number(name: str, value, minimum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    if not math.isfinite(value) or (minimum is not None and value < minimum):
-        bound = "a finite number" if minimum is None else f"a finite number >= {minimum}"
-        raise ValueError(f"{name}: expected {bound}, got {value}")
-    return float(value)
-
 
 def _check_square(name: str, weight) -> None:
-    if not isinstance(weight, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(weight).__name__}")
+    check_tensor(name, weight, floating=True)
     if weight.dim() != 2 or weight.shape[0] != weight.shape[1]:
         raise ValueError(f"{name}: expected a square 2-D tensor, got shape {tuple(weight.shape)}")
-    if not weight.is_floating_point() and not weight.is_complex():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {weight.dtype}")
 
 
-def _suffixes(module: torch.nn.RNNBase) -> Iterator[str]:
-    """``_l0``, ``_l0_reverse``, ``_l1``, … : one suffix per layer and direction."""
-    for layer in range(module.num_layers):
-        yield f"_l{layer}"
-        if module.bidirectional:
-            yield f"_l{layer}_reverse"
+def _all(module: torch.nn.RNNBase, field: str) -> Iterator[Tensor]:
+    """``field`` (``weight_ih``, ``bias_hh``, …) of every layer and direction that has one."""
+    for layer, direction in directions(module):
+        value = getattr(weights(module, layer, direction), field)
+        if value is not None:
+            yield value
 
 
-def _blocks(module: torch.nn.RNNBase, kind: str) -> Iterator[Tensor]:
-    """Every ``(H, fan_in)`` gate block (a view) of ``weight_{kind}`` over layers and directions."""
-    for suffix in _suffixes(module):
-        yield from getattr(module, f"weight_{kind}{suffix}").chunk(_GATES[module.mode], dim=0)
-
-
-def _projections(module: torch.nn.RNNBase) -> Iterator[Tensor]:
-    """``weight_hr`` of every layer and direction of an LSTM with ``proj_size > 0``."""
-    if getattr(module, "proj_size", 0):
-        for suffix in _suffixes(module):
-            yield getattr(module, f"weight_hr{suffix}")
-
-
-def _biases(module: torch.nn.RNNBase) -> Iterator[Tensor]:
-    if module.bias:
-        for suffix in _suffixes(module):
-            yield getattr(module, f"bias_ih{suffix}")
-            yield getattr(module, f"bias_hh{suffix}")
+def _blocks(module: torch.nn.RNNBase, field: str) -> Iterator[Tensor]:
+    """Every ``(H, fan_in)`` gate block (a view) of ``field`` over layers and directions."""
+    for weight in _all(module, field):
+        yield from weight.chunk(GATES[module.mode], dim=0)
 
 
 def _normal_(module: torch.nn.RNNBase, std, generator: torch.Generator | None):
     """Fill every gate block with N(0, std(fan_in, fan_out)²) and zero the biases."""
     with torch.no_grad():
-        blocks = [*_blocks(module, "ih"), *_blocks(module, "hh"), *_projections(module)]
+        blocks = [*_blocks(module, "weight_ih"), *_blocks(module, "weight_hh"),
+                  *_all(module, "weight_hr")]
         for block in blocks:
             fan_out, fan_in = block.shape
             block.normal_(0.0, std(fan_in, fan_out), generator=generator)
-        for bias in _biases(module):
+        for bias in (*_all(module, "bias_ih"), *_all(module, "bias_hh")):
             bias.zero_()
     return module
 
@@ -121,7 +87,7 @@ def xavier_(module: torch.nn.RNNBase, *, generator: torch.Generator | None = Non
     Returns:
         ``module``, changed in place.
     """
-    _check_module("module", module)
+    check_recurrent("module", module)
     return _normal_(module, lambda fan_in, fan_out: math.sqrt(2.0 / (fan_in + fan_out)),
                     generator)
 
@@ -138,7 +104,7 @@ def he_(module: torch.nn.RNNBase, *, generator: torch.Generator | None = None):
     Returns:
         ``module``, changed in place.
     """
-    _check_module("module", module)
+    check_recurrent("module", module)
     return _normal_(module, lambda fan_in, fan_out: math.sqrt(2.0 / fan_in), generator)
 
 
@@ -191,13 +157,12 @@ def orthogonal_(module: torch.nn.RNNBase, gain: float = 1.0, *,
     Returns:
         ``module``, changed in place.
     """
-    _check_module("module", module)
-    gain = _check_number("gain", gain, minimum=0.0)
+    check_recurrent("module", module)
+    gain = check_number("gain", gain, minimum=0.0)
     with torch.no_grad():
-        for suffix in _suffixes(module):
-            _orthogonal_blocks_(getattr(module, f"weight_hh{suffix}"), _GATES[module.mode], gain,
-                                generator)
-        for weight_hr in _projections(module):
+        for weight_hh in _all(module, "weight_hh"):
+            _orthogonal_blocks_(weight_hh, GATES[module.mode], gain, generator)
+        for weight_hr in _all(module, "weight_hr"):
             _orthogonal_blocks_(weight_hr, 1, gain, generator)
     return module
 
@@ -216,16 +181,16 @@ def identity_(module: torch.nn.RNNBase, scale: float = 1.0):
     Returns:
         ``module``, changed in place.
     """
-    _check_module("module", module)
+    check_recurrent("module", module)
     if module.mode not in ("RNN_TANH", "RNN_RELU"):
         raise ValueError(f"module: identity_ supports torch.nn.RNN (vanilla, tanh or relu) only, "
                          f"got {type(module).__name__} (mode {module.mode})")
-    scale = _check_number("scale", scale, minimum=0.0)
+    scale = check_number("scale", scale, minimum=0.0)
     with torch.no_grad():
-        for weight_hh in _blocks(module, "hh"):
+        for weight_hh in _all(module, "weight_hh"):
             weight_hh.copy_(scale * torch.eye(weight_hh.shape[0], dtype=weight_hh.dtype,
                                               device=weight_hh.device))
-        for bias in _biases(module):
+        for bias in (*_all(module, "bias_ih"), *_all(module, "bias_hh")):
             bias.zero_()
     return module
 
@@ -256,10 +221,10 @@ def set_spectral_radius_(weight: Tensor, radius: float) -> Tensor:
             nilpotent matrix, which no scaling can give another radius).
 
     Returns:
-        ``weight``, changed in place.
+        ``weight`` itself, rescaled.
     """
     _check_square("weight", weight)
-    radius = _check_number("radius", radius, minimum=0.0)
+    radius = check_number("radius", radius, minimum=0.0)
     if not torch.isfinite(weight).all():
         raise ValueError("weight: expected finite entries, got nan or inf")
     rho = spectral_radius(weight)
@@ -296,17 +261,18 @@ def forget_bias_(lstm: torch.nn.LSTM, value: float = 1.0):
     Returns:
         ``lstm``, changed in place.
     """
-    _check_module("lstm", lstm)
+    check_recurrent("lstm", lstm)
     if lstm.mode != "LSTM":
         raise ValueError(f"lstm: forget_bias_ supports torch.nn.LSTM only (it has a forget gate), "
                          f"got {type(lstm).__name__} (mode {lstm.mode})")
     if not lstm.bias:
         raise ValueError("lstm: expected an LSTM with bias=True, got bias=False "
                          "(there is no forget bias to set)")
-    value = _check_number("value", value)
+    value = check_number("value", value)
     hidden = lstm.hidden_size
     with torch.no_grad():
-        for suffix in _suffixes(lstm):
-            getattr(lstm, f"bias_ih{suffix}")[hidden:2 * hidden].fill_(value)
-            getattr(lstm, f"bias_hh{suffix}")[hidden:2 * hidden].zero_()
+        for bias_ih in _all(lstm, "bias_ih"):
+            bias_ih[hidden:2 * hidden].fill_(value)
+        for bias_hh in _all(lstm, "bias_hh"):
+            bias_hh[hidden:2 * hidden].zero_()
     return lstm

@@ -45,119 +45,100 @@ The step Jacobians are computed in closed form, batched over time and batch (no 
 Shapes: ``B`` batch, ``T`` time, ``I`` input_size, ``H`` hidden_size, ``S`` state size.
 ``input`` is ``(T, B, I)``, or ``(B, T, I)`` when ``model.batch_first``, or unbatched ``(T, I)``;
 for unbatched input every result drops its ``B`` dimension, as torch does. ``hx`` is in torch's
-format: ``h0`` of shape ``(1, B, H)`` (unbatched ``(1, H)``), ``(h0, c0)`` for the LSTM; zeros
+format: ``h_0`` of shape ``(1, B, H)`` (unbatched ``(1, H)``), ``(h_0, c_0)`` for the LSTM; zeros
 when ``None``. Results are on the model's device, in its dtype, and detached from autograd.
+
+The states :math:`s_0, \dots, s_T` are those of :func:`rnnlab.loop.unroll` (which also checks
+``input`` and ``hx``); the gates are recomputed from them, batched over time, under
+:func:`torch.no_grad`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from rnnlab.cells import gru_step, lstm_step, rnn_step
+from rnnlab.checks import check_int
+from rnnlab.layout import check_recurrent, weights
+from rnnlab.loop import time_major, unroll
 
 __all__ = ["step_jacobians", "state_jacobians", "jacobian_log_norms", "lyapunov_exponents"]
 
 _SUPPORTED = ("a single-layer unidirectional torch.nn.RNN/LSTM/GRU (or a subclass) without "
               "proj_size: num_layers=1, bidirectional=False, proj_size=0")
-_CHUNK = 256            # time steps of step Jacobians held in memory at once by the long loops
+_CHUNK = 64             # time steps of step Jacobians held in memory at once by the long loops
 
 
 # --------------------------------------------------------------------------------------------
-# Arguments and the state trajectory
+# The state trajectory (from rnnlab.loop.unroll) and the step Jacobians in closed form
 # --------------------------------------------------------------------------------------------
 
-class _Run:
-    """The weights, the input projections and the states s_0..s_T of one model on one input."""
+class _Steps(NamedTuple):
+    r"""Step Jacobians :math:`J_t` of L steps, by column blocks.
 
-    def __init__(self, model, input: Tensor, hx) -> None:
-        if not isinstance(model, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
-            raise TypeError(f"model: expected {_SUPPORTED}, got {type(model).__name__}")
+    ``dense`` (L, B, S, H) holds the columns of :math:`\partial s_t/\partial h_{t-1}`. For the
+    LSTM the columns of :math:`\partial s_t/\partial c_{t-1}` are diagonal blocks,
+    ``diag`` = (d, f) with :math:`\partial h_t/\partial c_{t-1} = \operatorname{diag}(d)` and
+    :math:`\partial c_t/\partial c_{t-1} = \operatorname{diag}(f)`, each (L, B, H); else None.
+    """
+
+    dense: Tensor
+    diag: tuple[Tensor, Tensor] | None
+
+    def full(self) -> Tensor:
+        """The matrices :math:`J_t`, (L, B, S, S)."""
+        if self.diag is None:
+            return self.dense
+        d, f = self.diag
+        return torch.cat((self.dense, torch.cat((torch.diag_embed(d), torch.diag_embed(f)),
+                                                dim=-2)), dim=-1)
+
+
+class _Trajectory:
+    """The weights, the input projections and the states s_0..s_T of one model on one input,
+    as :func:`rnnlab.loop.unroll` computes them (call under ``torch.no_grad``)."""
+
+    def __init__(self, model, input, hx) -> None:
+        check_recurrent("model", model)
         for name, value, ok in (("num_layers", model.num_layers, 1),
                                 ("bidirectional", model.bidirectional, False),
                                 ("proj_size", getattr(model, "proj_size", 0), 0)):
             if value != ok:
                 raise ValueError(f"model: expected {_SUPPORTED}, got {name}={value}")
+        seq = time_major(model, input)
+        if seq.lengths is not None:
+            raise TypeError("input: expected a torch.Tensor (sequences of one length), got "
+                            "PackedSequence")
+        _, _, (states,) = unroll(model, input, hx, return_states=True)
         self.mode = model.mode                      # RNN_TANH, RNN_RELU, LSTM, GRU
-        self.w_ih = model.weight_ih_l0.detach()
-        self.w_hh = model.weight_hh_l0.detach()
-        self.b_ih = _detached(getattr(model, "bias_ih_l0", None))
-        self.b_hh = _detached(getattr(model, "bias_hh_l0", None))
-        self.H = H = model.hidden_size
-        self.S = 2 * H if self.mode == "LSTM" else H
-        x = self._input(input, model.batch_first)                            # (T, B, I)
-        h, c = self._hx(hx, x.shape[1])                                      # (B, H) each
-        self.gi = torch.nn.functional.linear(x, self.w_ih, self.b_ih)       # (T, B, G*H)
-        hs, cs = [h], [c]
-        for gi_t in self.gi:
-            if self.mode == "LSTM":
-                h, c = lstm_step(gi_t, h, c, self.w_hh, self.b_hh)
-                cs.append(c)
-            elif self.mode == "GRU":
-                h = gru_step(gi_t, h, self.w_hh, self.b_hh)
-            else:
-                h = rnn_step(gi_t, h, self.w_hh, self.b_hh, self.mode[4:].lower())
-            hs.append(h)
-        self.h = torch.stack(hs)                                             # (T+1, B, H)
-        self.c = torch.stack(cs) if self.mode == "LSTM" else None           # (T+1, B, H)
+        w = weights(model, 0, 0)
+        self.w_hh = w.weight_hh.detach()
+        self.b_hh = None if w.bias_hh is None else w.bias_hh.detach()
+        self.unbatched = not seq.batched
+        x = seq.data.unsqueeze(1) if self.unbatched else seq.data                # (T, B, I)
+        self.gi = torch.nn.functional.linear(x, w.weight_ih.detach(),
+                                             None if w.bias_ih is None else w.bias_ih.detach())
         self.T, self.B = x.shape[:2]
+        self.H = model.hidden_size
+        self.S = 2 * self.H if self.mode == "LSTM" else self.H
+        hs, cs = zip(*states) if self.mode == "LSTM" else (states, None)
+        self.h = torch.stack(hs).reshape(self.T + 1, self.B, self.H)             # (T+1, B, H)
+        self.c = None if cs is None else torch.stack(cs).reshape(self.T + 1, self.B, self.H)
 
-    def _input(self, input, batch_first: bool) -> Tensor:
-        if not isinstance(input, Tensor):
-            raise TypeError(f"input: expected a torch.Tensor, got {type(input).__name__}")
-        if input.dim() not in (2, 3):
-            raise ValueError("input: expected (T, B, I), (B, T, I) when batch_first, or "
-                             f"unbatched (T, I), got shape {tuple(input.shape)}")
-        if input.shape[-1] != self.w_ih.shape[1]:
-            raise ValueError(f"input: expected last dimension input_size={self.w_ih.shape[1]}, "
-                             f"got shape {tuple(input.shape)}")
-        if input.dtype != self.w_ih.dtype or input.device != self.w_ih.device:
-            raise TypeError(f"input: expected dtype {self.w_ih.dtype} on {self.w_ih.device} "
-                            f"like the model, got {input.dtype} on {input.device}")
-        self.unbatched = input.dim() == 2
-        if self.unbatched:
-            return input.detach().unsqueeze(1)
-        return input.detach().transpose(0, 1) if batch_first else input.detach()
-
-    def _hx(self, hx, batch: int) -> tuple[Tensor, Tensor]:
-        expected = (1, self.H) if self.unbatched else (1, batch, self.H)
-        names = ("hx[0]", "hx[1]") if self.mode == "LSTM" else ("hx",)
-        if hx is None:
-            zeros = self.w_ih.new_zeros((batch, self.H))
-            return zeros, zeros
-        if self.mode == "LSTM":
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError(f"hx: expected a tuple (h0, c0) or None, got {type(hx).__name__}")
-            parts = tuple(hx)
-        else:
-            parts = (hx,)
-        for name, part in zip(names, parts):
-            if not isinstance(part, Tensor):
-                raise TypeError(f"{name}: expected a torch.Tensor, got {type(part).__name__}")
-            if tuple(part.shape) != expected:
-                raise ValueError(f"{name}: expected shape {expected} (num_layers=1), got "
-                                 f"{tuple(part.shape)}")
-            if part.dtype != self.w_ih.dtype or part.device != self.w_ih.device:
-                raise TypeError(f"{name}: expected dtype {self.w_ih.dtype} on "
-                                f"{self.w_ih.device} like the model, got {part.dtype} on "
-                                f"{part.device}")
-        h = parts[0].detach().reshape(batch, self.H)
-        c = parts[-1].detach().reshape(batch, self.H) if self.mode == "LSTM" else h
-        return h, c
-
-    def jacobians(self, lo: int, hi: int) -> Tensor:
+    def steps(self, lo: int, hi: int) -> _Steps:
         """J_t = ∂s_t/∂s_{t-1} for t = lo+1..hi in closed form (module docstring).
 
-        Returns ``(hi-lo, B, S, S)``; gate activations are recomputed from s_{t-1} here, batched.
+        Gate activations are recomputed from s_{t-1} and the input projections here, batched.
         """
         h_prev = self.h[lo:hi]                                               # (L, B, H)
-        gh = torch.nn.functional.linear(h_prev, self.w_hh, self.b_hh)       # (L, B, G*H)
         if self.mode in ("RNN_TANH", "RNN_RELU"):
             h = self.h[lo + 1:hi + 1]
             d = 1 - h * h if self.mode == "RNN_TANH" else (h > 0).to(h.dtype)
-            return d.unsqueeze(-1) * self.w_hh                               # (L, B, H, H)
+            return _Steps(d.unsqueeze(-1) * self.w_hh, None)                 # (L, B, H, H)
+        gh = torch.nn.functional.linear(h_prev, self.w_hh, self.b_hh)       # (L, B, G*H)
         if self.mode == "LSTM":
             i, f, g, o = (self.gi[lo:hi] + gh).chunk(4, dim=-1)
             i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
@@ -167,24 +148,18 @@ class _Run:
             do = o * (1 - tc * tc)                                           # ∂h_t/∂c_t
             dh_dh = _diag_sum((tc * o * (1 - o),), self.w_hh[3 * self.H:]) \
                 + do.unsqueeze(-1) * dc_dh
-            top = torch.cat((dh_dh, torch.diag_embed(do * f)), dim=-1)
-            bottom = torch.cat((dc_dh, torch.diag_embed(f)), dim=-1)
-            return torch.cat((top, bottom), dim=-2)                          # (L, B, 2H, 2H)
+            return _Steps(torch.cat((dh_dh, dc_dh), dim=-2), (do * f, f))   # (L, B, 2H, H)
         i_r, i_z, i_n = self.gi[lo:hi].chunk(3, dim=-1)
         h_r, h_z, m = gh.chunk(3, dim=-1)
         r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
         n = (i_n + r * m).tanh()
         dn = (1 - z) * (1 - n * n)                                           # ∂h_t/∂(pre-act of n)
         k = (dn * m * r * (1 - r), (h_prev - n) * z * (1 - z), dn * r)
-        return _diag_sum(k, self.w_hh) + torch.diag_embed(z)                 # (L, B, H, H)
+        return _Steps(_diag_sum(k, self.w_hh) + torch.diag_embed(z), None)  # (L, B, H, H)
 
     def batched(self, result: Tensor, dim: int) -> Tensor:
         """Drop the batch dimension ``dim`` of a result for unbatched input."""
         return result.squeeze(dim) if self.unbatched else result
-
-
-def _detached(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.detach()
 
 
 def _diag_sum(coefficients: tuple[Tensor, ...], weight: Tensor) -> Tensor:
@@ -195,28 +170,34 @@ def _diag_sum(coefficients: tuple[Tensor, ...], weight: Tensor) -> Tensor:
     return (k.unsqueeze(-1) * weight).reshape(L, B, GH // H, H, H).sum(2)   # (L, B, H, H)
 
 
-def _top_eigenvalue(Ms: Tensor, u: Tensor, iterations: int = 3) -> tuple[Tensor, Tensor]:
-    r"""λ_max(M Mᵀ) of each unit-Frobenius M in ``Ms`` (L, B, S, S), and a warm start for the next.
+def _backward_products(run: _Trajectory, lo: int, hi: int, X: Tensor, out: Tensor,
+                       nu: Tensor) -> None:
+    r"""Fill ``out[t-lo]`` (B, S, r) with :math:`X_t = J_{t+1}^\top X_{t+1} / \nu_t` for
+    t = hi-1 .. lo, from :math:`X = X_{hi}` (B, S, r), and ``nu[t-lo]`` (B, 1, 1) with
+    :math:`\nu_t`, the Frobenius norm that makes :math:`X_t` a unit matrix.
 
-    A few power steps from ``u`` (B, S) give a unit u with ρ = ‖Mᵀu‖² ≤ λ_max. Writing G = M Mᵀ
-    in the basis (u, u^⊥), the Schur complement bounds λ_max ≤ ρ + ‖Gu − ρu‖²/(ρ − tr C) with
-    tr C = tr G − ρ = 1 − ρ, valid when ρ > 1 − ρ. Where that bound certifies ρ to a few ulps
-    it is the answer; elsewhere (flat spectra, short lags) LAPACK's ``eigvalsh`` is used.
+    The LSTM's :math:`J^\top` has dense rows only for :math:`h_{t-1}`; its rows for
+    :math:`c_{t-1}` are :math:`\operatorname{diag}(d) X^{(h)} + \operatorname{diag}(f) X^{(c)}`,
+    so a step costs one (H, S) @ (S, r) product instead of an (S, S) @ (S, r) one. Rows are
+    written in place into ``out``, three to six kernel calls a step.
     """
-    u = u.expand(Ms.shape[:-1])                                              # (L, B, S)
-    for _ in range(iterations):
-        u = (Ms @ (Ms.mT @ u.unsqueeze(-1))).squeeze(-1)
-        u = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(
-            torch.finfo(u.dtype).tiny)
-    v = (Ms.mT @ u.unsqueeze(-1)).squeeze(-1)                                # Mᵀu
-    rho = (v * v).sum(-1)                                                    # (L, B)
-    residual = (Ms @ v.unsqueeze(-1)).squeeze(-1) - rho.unsqueeze(-1) * u
-    gap = 2 * rho - 1
-    bound = (residual * residual).sum(-1) / gap.clamp_min(torch.finfo(u.dtype).tiny)
-    uncertain = (gap <= 0.1) | (bound > 8 * torch.finfo(u.dtype).eps * rho)
-    if uncertain.any():
-        rho[uncertain] = torch.linalg.eigvalsh(Ms[uncertain] @ Ms[uncertain].mT)[..., -1]
-    return rho, u[0]
+    steps = run.steps(lo, hi)
+    H, tiny = run.H, torch.finfo(X.dtype).tiny
+    dense_t = steps.dense.mT.unbind(0)                                       # L x (B, H, S)
+    whole, norms = out.unbind(0), nu.unbind(0)
+    tops = out[:, :, :H].unbind(0)
+    if steps.diag is not None:
+        bottoms = out[:, :, H:].unbind(0)
+        d, f = (part.unsqueeze(-1).unbind(0) for part in steps.diag)        # L x (B, H, 1)
+        x_top, x_bottom = X[:, :H], X[:, H:]
+    for i in range(hi - lo - 1, -1, -1):                                     # t = lo + i
+        torch.matmul(dense_t[i], X, out=tops[i])
+        if steps.diag is not None:
+            torch.mul(x_top, d[i], out=bottoms[i])
+            bottoms[i].addcmul_(x_bottom, f[i])
+            x_top, x_bottom = tops[i], bottoms[i]
+        torch.linalg.vector_norm(whole[i], dim=(-2, -1), keepdim=True, out=norms[i])
+        X = whole[i].div_(norms[i].clamp_min(tiny))
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,8 +211,8 @@ def step_jacobians(model, input: Tensor, hx=None) -> Tensor:
         ``(T, B, S, S)`` with ``[t-1]`` = :math:`J_t` (``(T, S, S)`` for unbatched input).
     """
     with torch.no_grad():
-        run = _Run(model, input, hx)
-        return run.batched(run.jacobians(0, run.T), 1)
+        run = _Trajectory(model, input, hx)
+        return run.batched(run.steps(0, run.T).full(), 1)
 
 
 def state_jacobians(model, input: Tensor, hx=None) -> Tensor:
@@ -246,8 +227,8 @@ def state_jacobians(model, input: Tensor, hx=None) -> Tensor:
         ``(T+1, B, S, S)`` with ``[t]`` = :math:`\partial s_T/\partial s_t` and ``[T]`` = I.
     """
     with torch.no_grad():
-        run = _Run(model, input, hx)
-        J = run.jacobians(0, run.T)                                          # (T, B, S, S)
+        run = _Trajectory(model, input, hx)
+        J = run.steps(0, run.T).full()                                       # (T, B, S, S)
         out = J.new_empty((run.T + 1, run.B, run.S, run.S))
         out[run.T] = torch.eye(run.S, dtype=J.dtype, device=J.device)
         for t in range(run.T - 1, -1, -1):
@@ -258,40 +239,60 @@ def state_jacobians(model, input: Tensor, hx=None) -> Tensor:
 def jacobian_log_norms(model, input: Tensor, hx=None) -> Tensor:
     r"""Natural log of the spectral norm :math:`\log \lVert \partial s_T/\partial s_t \rVert_2`.
 
-    The product is kept as a unit-Frobenius-norm matrix times a running log-scale:
-    :math:`M_T = I`, :math:`\tilde M_t = M_{t+1} J_{t+1}`, :math:`\nu_t = \lVert\tilde M_t\rVert_F`,
-    :math:`M_t = \tilde M_t / \nu_t`, so that
-    :math:`\log\lVert\partial s_T/\partial s_t\rVert_2 = \sum_{k=t}^{T-1}\log\nu_k
-    + \log\lVert M_t\rVert_2`, where :math:`\lVert M_t\rVert_2^2` is the largest eigenvalue of
-    :math:`M_t M_t^\top`. The result is finite where the plain product under- or overflows and
-    :math:`-\infty` only where the product is exactly zero (e.g. every relu unit dead at a step).
+    The product :math:`P_t = \partial s_T/\partial s_t` is kept as :math:`P_t = \lambda_t\,
+    Q\, X_t^\top` with a running log-scale :math:`\log\lambda_t`, a unit-Frobenius-norm
+    :math:`X_t` (S, r) and a Q with orthonormal columns that never needs to be formed:
+    :math:`\lVert P_t\rVert_2 = \lambda_t \lVert X_t\rVert_2`. From :math:`X_T = I/\sqrt S`,
+    :math:`\lambda_T = \sqrt S`, each step is :math:`\tilde X_t = J_{t+1}^\top X_{t+1}`,
+    :math:`\nu_t = \lVert\tilde X_t\rVert_F`, :math:`X_t = \tilde X_t/\nu_t`,
+    :math:`\lambda_t = \lambda_{t+1}\nu_t`, and :math:`\lVert X_t\rVert_2^2` is the largest
+    eigenvalue of the r x r matrix :math:`X_t^\top X_t` (LAPACK's ``eigvalsh``).
+
+    Long products are numerically of low rank: every ``_CHUNK`` steps :math:`X = V\Sigma U^\top`
+    (SVD) is replaced by :math:`V_{r}\Sigma_{r}`, its leading r columns, r the fewest whose
+    dropped tail has Frobenius norm at most ε·σ₁ (ε the dtype's epsilon: a relative change of
+    the product no larger than one rounding of the full one). Q absorbs U, so the columns of
+    :math:`X` stay the product's principal directions; r falls from S to a few once the lag
+    exceeds a few hundred steps, and a step then costs an (H, S) @ (S, r) product. (Where the
+    product keeps many equal singular values, as an identity-initialised relu RNN's does, r
+    stays large and so does the cost: an S x S eigenvalue problem per step.)
+
+    The result is finite where the plain product under- or overflows and :math:`-\infty` only
+    where the product is exactly zero (e.g. every relu unit dead at a step).
 
     Returns:
         ``(T+1, B)`` (``(T+1,)`` for unbatched input); ``[T]`` = 0.
     """
     with torch.no_grad():
-        run = _Run(model, input, hx)
-        T = run.T
-        log_scale = run.w_hh.new_zeros((T + 1, run.B))                       # log ν_t
-        log_top = run.w_hh.new_zeros((T + 1, run.B))                         # log ‖M_t‖₂
-        M = torch.eye(run.S, dtype=run.w_hh.dtype, device=run.w_hh.device).expand(
-            run.B, run.S, run.S) / math.sqrt(run.S)
-        log_scale[T] = 0.5 * math.log(run.S)
-        u = M[:, :, 0]                                                       # (B, S)
+        run = _Trajectory(model, input, hx)
+        T, B, S = run.T, run.B, run.S
+        log_scale = run.w_hh.new_zeros((T + 1, B))                           # log ν_t
+        log_top = run.w_hh.new_zeros((T + 1, B))                             # log ‖X_t‖₂
+        X = torch.eye(S, dtype=run.w_hh.dtype, device=run.w_hh.device).expand(B, S, S)
+        X = X / math.sqrt(S)
+        log_scale[T] = 0.5 * math.log(S)
+        log_top[T] = -0.5 * math.log(S)
         for hi in range(T, 0, -_CHUNK):
             lo = max(hi - _CHUNK, 0)
-            J = run.jacobians(lo, hi)                                        # (L, B, S, S)
-            Ms = J.new_empty(J.shape)
-            for t in range(hi - 1, lo - 1, -1):
-                M = M @ J[t - lo]
-                nu = torch.linalg.matrix_norm(M).unsqueeze(-1).unsqueeze(-1)  # (B, 1, 1)
-                log_scale[t] = nu[:, 0, 0].log()
-                M = M / torch.where(nu > 0, nu, 1)
-                Ms[t - lo] = M
-            top, u = _top_eigenvalue(Ms, u)                                  # (L, B)
+            Xs = X.new_empty((hi - lo, B, S, X.shape[-1]))
+            nu = X.new_empty((hi - lo, B, 1, 1))
+            _backward_products(run, lo, hi, X, Xs, nu)
+            log_scale[lo:hi] = nu[:, :, 0, 0].log()
+            top = torch.linalg.eigvalsh(Xs.mT @ Xs)[..., -1]                 # (L, B): r x r Grams
             log_top[lo:hi] = 0.5 * top.clamp_min(0).log()
-        log_top[T] = -0.5 * math.log(run.S)
+            X = _compressed(Xs[0])
         return run.batched(log_scale.flip(0).cumsum(0).flip(0) + log_top, 1)
+
+
+def _compressed(X: Tensor) -> Tensor:
+    r""":math:`V_r \Sigma_r` of :math:`X = V \Sigma U^\top` (B, S, r'), with the fewest columns r
+    whose dropped singular values have a Frobenius norm of at most ε·σ₁ in every batch entry
+    (at least one column)."""
+    V, sigma, _ = torch.linalg.svd(X, full_matrices=False)                  # σ descending
+    tail = sigma.flip(-1).square().cumsum(-1).flip(-1).sqrt()                # ‖σ_{j:}‖
+    needed = (tail > torch.finfo(X.dtype).eps * sigma[:, :1]).sum(-1)       # (B,)
+    r = max(int(needed.max()), 1)
+    return V[..., :r] * sigma[:, None, :r]
 
 
 def lyapunov_exponents(model, input: Tensor, hx=None, k: int | None = None) -> Tensor:
@@ -312,11 +313,10 @@ def lyapunov_exponents(model, input: Tensor, hx=None, k: int | None = None) -> T
         ``(B, k)`` (``(k,)`` for unbatched input).
     """
     with torch.no_grad():
-        run = _Run(model, input, hx)
-        if k is None:
-            k = run.S
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= run.S:
-            raise ValueError(f"k: expected None or an int in [1, S={run.S}], got {k!r}")
+        run = _Trajectory(model, input, hx)
+        k = run.S if k is None else check_int("k", k)
+        if not 1 <= k <= run.S:
+            raise ValueError(f"k: expected None or an int in [1, S={run.S}], got {k}")
         if run.T < 1:
             raise ValueError(f"input: expected at least one time step, got shape "
                              f"{tuple(input.shape)}")
@@ -325,8 +325,7 @@ def lyapunov_exponents(model, input: Tensor, hx=None, k: int | None = None) -> T
         Q = torch.linalg.qr(start).Q.to(run.w_hh).expand(run.B, run.S, k)     # (B, S, k)
         total = run.w_hh.new_zeros((run.B, k))
         for lo in range(0, run.T, _CHUNK):
-            J = run.jacobians(lo, min(lo + _CHUNK, run.T))
-            for J_t in J:
+            for J_t in run.steps(lo, min(lo + _CHUNK, run.T)).full():
                 Q, R = torch.linalg.qr(J_t @ Q)
                 total += R.diagonal(dim1=-2, dim2=-1).abs().log()
         exponents = (total / run.T).sort(dim=-1, descending=True).values

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rnnlab.checks import check_choice, check_int, check_number
 from rnnlab.init import identity_
 from rnnlab.tasks import (
     Task,
@@ -109,22 +110,10 @@ SOLVED_FRACTION: dict[str, float] = {"adding": 0.06, "copy": 0.25, "temporal_ord
                                      "digits": 0.25}
 
 
-def _check_name(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-
-
 def make_task(task: str, seq_len: int) -> Task:
     """The :class:`~rnnlab.tasks.Task` named ``task`` (a key of :data:`TASKS`) at length T."""
-    _check_name("task", task, TASKS)
-    _check_int("seq_len", seq_len, 2)
+    check_choice("task", task, TASKS)
+    check_int("seq_len", seq_len, 2)
     return TASKS[task](seq_len)
 
 
@@ -134,7 +123,7 @@ def build_model(task: Task, model: str, hidden_size: int, seed: int) -> Sequence
     The draw is :func:`rnnlab.train.make_model`'s; the IRNN then gets :math:`W_{hh} = I` and
     zero biases (:func:`rnnlab.init.identity_`), its :math:`W_{ih}` stays as drawn.
     """
-    _check_name("model", model, RECIPES)
+    check_choice("model", model, RECIPES)
     recipe = RECIPES[model]
     net = make_model(task, recipe.kind, hidden_size, nonlinearity=recipe.nonlinearity,
                      seed=seed)
@@ -223,15 +212,14 @@ def run_cell(task: str, model: str, seq_len: int, seed: int, clip: float | None,
     (process CPU time of the training).
     Deterministic on the CPU for the same arguments, except ``cpu_seconds``.
     """
-    _check_name("task", task, TASKS)
-    _check_name("model", model, RECIPES)
+    check_choice("task", task, TASKS)
+    check_choice("model", model, RECIPES)
     for name, value, minimum in (("seq_len", seq_len, 2), ("seed", seed, 0),
                                  ("steps", steps, 1), ("hidden_size", hidden_size, 1),
                                  ("batch_size", batch_size, 1), ("eval_every", eval_every, 1)):
-        _check_int(name, value, minimum)
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
-                             or not clip > 0):
-        raise ValueError(f"clip: expected None or a number > 0, got {clip!r}")
+        check_int(name, value, minimum)
+    if clip is not None:
+        clip = check_number("clip", clip, positive=True)
     spec = make_task(task, seq_len)
     net = build_model(spec, model, hidden_size, seed)
     if device is not None:
@@ -251,7 +239,7 @@ def run_cell(task: str, model: str, seq_len: int, seed: int, clip: float | None,
     reach_init = input_reach(net, spec, held_x, held_y)
     start = time.process_time()
     history = fit(net, spec, steps, batch_size=batch_size, optimizer="adam",
-                  lr=RECIPES[model].lr, clip=None if clip is None else ("norm", float(clip)),
+                  lr=RECIPES[model].lr, clip=None if clip is None else ("norm", clip),
                   seed=seed, progress=False, callback=watch)
     cpu_seconds = time.process_time() - start
     if not curve or curve[-1][0] != history.steps:
@@ -260,7 +248,7 @@ def run_cell(task: str, model: str, seq_len: int, seed: int, clip: float | None,
     finite_norms = [n for n in history.grad_norm if math.isfinite(n)]
     return {
         "task": task, "model": model, "seq_len": seq_len, "seed": seed,
-        "clip": None if clip is None else float(clip), "hidden_size": hidden_size,
+        "clip": clip, "hidden_size": hidden_size,
         "batch_size": batch_size, "lr": RECIPES[model].lr, "steps_budget": steps,
         "eval_every": eval_every, "baseline": spec.baseline_loss, "threshold": threshold,
         "solved": bool(solved), "steps_to_solve": solved[0] if solved else None,

@@ -85,6 +85,8 @@ _SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 def format_number(value, fmt: str = ".3g") -> str:
     """``format(value, fmt)`` with a readable exponent: ``1.3e-18`` -> ``1.3 × 10⁻¹⁸``.
 
+    The spaces around ``×`` do not break, so a number never wraps inside a narrow table cell.
+
     ``value`` is a Python or NumPy number or a 0-d tensor; a string is returned unchanged.
     ``nan`` and ``inf`` are written as such; ``-0`` (a negative number rounded to zero) as 0.
     """
@@ -98,8 +100,8 @@ def format_number(value, fmt: str = ".3g") -> str:
     mantissa, e, exponent = text.partition("e")
     if e:
         power = str(int(exponent)).translate(_SUPERSCRIPTS)
-        text = f"10{power}" if mantissa in ("1", "1.0") else f"{mantissa} × 10{power}"
-    if text.startswith("-") and float(text.split(" ")[0]) == 0:
+        text = f"10{power}" if mantissa in ("1", "1.0") else f"{mantissa}\u00a0×\u00a010{power}"
+    if text.startswith("-") and float(mantissa) == 0:
         text = text[1:]
     return text.replace("-", "−")
 

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from rnnlab.history import History
+
 __all__ = ["plot_log_norm_vs_lag", "plot_hidden_grad_norms", "plot_loss_curves",
            "plot_norm_history", "plot_loss_slice"]
 
@@ -45,13 +47,16 @@ def _as_array(values, name: str) -> np.ndarray:
     return array
 
 
-def _curves(curves, name: str) -> dict[str | None, object]:
-    """``{label: values}``; a single curve gets the label None."""
+def _curves(curves, name: str, unwrap=None) -> dict[str | None, np.ndarray]:
+    """``{label: array}`` (``unwrap(values)`` as an array); a single curve gets the label None."""
     if isinstance(curves, Mapping):
         if not curves:
             raise ValueError(f"{name}: expected at least one curve, got an empty mapping")
-        return {str(label): values for label, values in curves.items()}
-    return {None: curves}
+        labelled = {str(label): values for label, values in curves.items()}
+    else:
+        labelled = {None: curves}
+    return {label: _as_array(unwrap(values) if unwrap else values, name)
+            for label, values in labelled.items()}
 
 
 def _legend(ax, labelled: bool) -> None:
@@ -69,8 +74,7 @@ def plot_log_norm_vs_lag(log_norms, *, ax=None, log10: bool = False):
     """
     fig, ax = _axes(ax)
     curves = _curves(log_norms, "log_norms")
-    for label, values in curves.items():
-        array = _as_array(values, "log_norms")
+    for label, array in curves.items():
         if array.ndim == 2:
             array = array.mean(axis=1)
         y = array[::-1] / (math.log(10) if log10 else 1.0)
@@ -90,8 +94,7 @@ def plot_hidden_grad_norms(norms, *, ax=None, logy: bool = True):
     """
     fig, ax = _axes(ax)
     curves = _curves(norms, "norms")
-    for label, values in curves.items():
-        y = _as_array(values, "norms")
+    for label, y in curves.items():
         ax.plot(np.arange(1, len(y) + 1), y, label=label)
     if logy:
         ax.set_yscale("log")
@@ -105,14 +108,13 @@ def plot_loss_curves(losses, *, baseline: float | None = None, ax=None, logy: bo
                      ylabel: str = "training loss"):
     """Plot the loss per training step, with ``baseline`` as a dashed horizontal line.
 
-    ``losses``: a :class:`rnnlab.train.History` (its ``loss``), a sequence, or a mapping
+    ``losses``: a :class:`rnnlab.History` (its ``loss``), a sequence, or a mapping
     ``{label: either}``. ``baseline`` is typically ``task.baseline_loss`` (what a model that
     ignores the input achieves).
     """
     fig, ax = _axes(ax)
-    curves = _curves(losses, "losses")
-    for label, values in curves.items():
-        y = _as_array(getattr(values, "loss", values), "losses")
+    curves = _curves(losses, "losses", lambda v: v.loss if isinstance(v, History) else v)
+    for label, y in curves.items():
         ax.plot(np.arange(1, len(y) + 1), y, label=label)
     if baseline is not None:
         ax.axhline(float(baseline), label="baseline (input ignored)", **_BASELINE_STYLE)
@@ -127,13 +129,13 @@ def plot_loss_curves(losses, *, baseline: float | None = None, ax=None, logy: bo
 def plot_norm_history(norms, *, threshold=None, clipped=None, ax=None, logy: bool = True):
     r"""Plot the gradient norm :math:`\lVert\nabla_\theta L\rVert_2` (before clipping) per step.
 
-    ``norms``: a :class:`rnnlab.train.History` (then ``threshold`` and ``clipped`` default to its
+    ``norms``: a :class:`rnnlab.History` (then ``threshold`` and ``clipped`` default to its
     records) or a sequence. ``threshold``: a number (dashed horizontal line) or one value per
     step (an adaptive clipper's threshold, dashed curve). ``clipped``: booleans per step; the
     clipped steps are marked with crosses.
     """
     fig, ax = _axes(ax)
-    if hasattr(norms, "grad_norm"):
+    if isinstance(norms, History):
         history = norms
         norms = history.grad_norm
         if threshold is None and any(not math.isnan(v) for v in history.threshold):
@@ -173,8 +175,7 @@ def plot_loss_slice(alphas, losses, *, ax=None, logy: bool = False,
     fig, ax = _axes(ax)
     x = _as_array(alphas, "alphas")
     curves = _curves(losses, "losses")
-    for label, values in curves.items():
-        y = _as_array(values, "losses")
+    for label, y in curves.items():
         if y.shape != x.shape:
             raise ValueError(f"losses: expected one value per alpha ({len(x)}), "
                              f"got shape {y.shape}")

@@ -33,6 +33,8 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from rnnlab.checks import check_choice, check_int, check_number, check_type
+
 __all__ = ["Task", "adding_problem", "copy_memory", "temporal_order", "latch",
            "sequential_digits", "adding_task", "copy_task", "temporal_order_task", "latch_task",
            "digits_task", "TEMPORAL_ORDER_SYMBOLS"]
@@ -40,20 +42,12 @@ __all__ = ["Task", "adding_problem", "copy_memory", "temporal_order", "latch",
 TEMPORAL_ORDER_SYMBOLS = ("a", "b", "c", "d", "X", "Y")
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-
-
 def _source(generator: torch.Generator | None) -> torch.Generator:
     if generator is None:
         fresh = torch.Generator()
         fresh.seed()
         return fresh
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator or None, "
-                        f"got {type(generator).__name__}")
-    return generator
+    return check_type("generator", generator, torch.Generator, "a torch.Generator or None")
 
 
 def adding_problem(batch_size: int, seq_len: int, generator: torch.Generator | None = None, *,
@@ -75,8 +69,8 @@ def adding_problem(batch_size: int, seq_len: int, generator: torch.Generator | N
         >>> torch.allclose(y[:, 0], (x[..., 0] * x[..., 1]).sum(1))
         True
     """
-    _check_int("batch_size", batch_size, 1)
-    _check_int("seq_len", seq_len, 2)
+    check_int("batch_size", batch_size, 1)
+    check_int("seq_len", seq_len, 2)
     g = _source(generator)
     half = seq_len // 2
     values = torch.rand(batch_size, seq_len, generator=g, device=g.device, dtype=torch.float64)
@@ -115,10 +109,10 @@ def copy_memory(batch_size: int, n_remember: int = 10, delay: int = 50, n_symbol
         >>> x.argmax(-1).tolist(), y.tolist()
         ([[1, 4, 2, 0, 0, 5, 0, 0, 0]], [[0, 0, 0, 0, 0, 0, 1, 4, 2]])
     """
-    _check_int("batch_size", batch_size, 1)
-    _check_int("n_remember", n_remember, 1)
-    _check_int("delay", delay, 0)
-    _check_int("n_symbols", n_symbols, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("n_remember", n_remember, 1)
+    check_int("delay", delay, 0)
+    check_int("n_symbols", n_symbols, 1)
     g = _source(generator)
     k = n_remember
     total = 2 * k + delay + 1
@@ -150,8 +144,8 @@ def temporal_order(batch_size: int, seq_len: int = 100, generator: torch.Generat
         >>> "".join(TEMPORAL_ORDER_SYMBOLS[i] for i in x[0].argmax(-1)), y.tolist()
         ('aXbaYdddbd', [1])
     """
-    _check_int("batch_size", batch_size, 1)
-    _check_int("seq_len", seq_len, 10)
+    check_int("batch_size", batch_size, 1)
+    check_int("seq_len", seq_len, 10)
     g = _source(generator)
     tokens = torch.randint(0, 4, (batch_size, seq_len), generator=g, device=g.device)
     t1 = torch.randint(seq_len // 10, 2 * seq_len // 10, (batch_size,), generator=g,
@@ -188,11 +182,10 @@ def latch(batch_size: int, seq_len: int = 50, info_len: int = 3, noise_std: floa
         >>> x[:, :2, 0].tolist(), x[:, 2:].abs().max().item(), y.tolist()
         ([[-1.0, -1.0], [1.0, 1.0]], 0.0, [0, 1])
     """
-    _check_int("batch_size", batch_size, 1)
-    _check_int("info_len", info_len, 1)
-    _check_int("seq_len", seq_len, info_len)
-    if not isinstance(noise_std, (int, float)) or isinstance(noise_std, bool) or noise_std < 0:
-        raise ValueError(f"noise_std: expected a float >= 0, got {noise_std!r}")
+    check_int("batch_size", batch_size, 1)
+    check_int("info_len", info_len, 1)
+    check_int("seq_len", seq_len, info_len)
+    check_number("noise_std", noise_std, minimum=0)
     g = _source(generator)
     targets = torch.randint(0, 2, (batch_size,), generator=g, device=g.device)
     noise = torch.randn(batch_size, seq_len, generator=g, device=g.device, dtype=torch.float64)
@@ -217,15 +210,15 @@ def sequential_digits(split: str = "train", *, permutation: Tensor | None = None
         >>> tuple(x.shape), float(x.min()), float(x.max()), y.bincount().tolist()
         ((355, 64, 1), 0.0, 1.0, [35, 36, 35, 36, 36, 36, 36, 35, 34, 36])
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    check_choice("split", split, ("train", "test"))
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = torch.as_tensor(digits.images, dtype=torch.float64).reshape(-1, 64) / 16.0
     labels = torch.as_tensor(digits.target, dtype=torch.long)
     if permutation is not None:
-        if (not isinstance(permutation, Tensor) or permutation.shape != (64,)
+        check_type("permutation", permutation, Tensor, "None or a (64,) tensor")
+        if (permutation.shape != (64,)
                 or not torch.equal(permutation.sort().values, torch.arange(64))):
             raise ValueError(f"permutation: expected a permutation of 0..63 as a (64,) tensor, "
                              f"got {permutation!r}")
@@ -273,9 +266,7 @@ class Task:
     scored_steps: int | None = None
 
     def __post_init__(self):
-        if self.objective not in ("mse", "cross_entropy"):
-            raise ValueError(f"objective: expected 'mse' or 'cross_entropy', "
-                             f"got {self.objective!r}")
+        check_choice("objective", self.objective, ("mse", "cross_entropy"))
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None, *,
                dtype: torch.dtype = torch.float32, device=None) -> tuple[Tensor, Tensor]:
@@ -301,7 +292,7 @@ class Task:
 
 def adding_task(seq_len: int = 50) -> Task:
     """:func:`adding_problem` as a :class:`Task`: many-to-one MSE, baseline 1/6."""
-    _check_int("seq_len", seq_len, 2)
+    check_int("seq_len", seq_len, 2)
     return Task("adding", partial(adding_problem, seq_len=seq_len), input_size=2, output_size=1,
                 seq_len=seq_len, objective="mse", baseline_loss=1 / 6)
 
@@ -309,9 +300,9 @@ def adding_task(seq_len: int = 50) -> Task:
 def copy_task(n_remember: int = 10, delay: int = 50, n_symbols: int = 8) -> Task:
     """:func:`copy_memory` as a :class:`Task`: many-to-many over ``n_symbols + 1`` outputs
     (blank and symbols), baseline ``K ln(n) / (2K + D + 1)``, recall accuracy 1/n."""
-    _check_int("n_remember", n_remember, 1)
-    _check_int("delay", delay, 0)
-    _check_int("n_symbols", n_symbols, 1)
+    check_int("n_remember", n_remember, 1)
+    check_int("delay", delay, 0)
+    check_int("n_symbols", n_symbols, 1)
     total = 2 * n_remember + delay + 1
     sampler = partial(copy_memory, n_remember=n_remember, delay=delay, n_symbols=n_symbols)
     return Task("copy", sampler, input_size=n_symbols + 2, output_size=n_symbols + 1,
@@ -322,7 +313,7 @@ def copy_task(n_remember: int = 10, delay: int = 50, n_symbols: int = 8) -> Task
 
 def temporal_order_task(seq_len: int = 100) -> Task:
     """:func:`temporal_order` as a :class:`Task`: 4 classes, baseline ln 4, accuracy 1/4."""
-    _check_int("seq_len", seq_len, 10)
+    check_int("seq_len", seq_len, 10)
     return Task("temporal_order", partial(temporal_order, seq_len=seq_len), input_size=6,
                 output_size=4, seq_len=seq_len, objective="cross_entropy",
                 baseline_loss=math.log(4), baseline_accuracy=0.25)
@@ -339,7 +330,7 @@ def latch_task(seq_len: int = 50, info_len: int = 3, noise_std: float = 0.2) -> 
 def _draw_rows(inputs: Tensor, targets: Tensor, batch_size: int,
                generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float32,
                device=None) -> tuple[Tensor, Tensor]:
-    _check_int("batch_size", batch_size, 1)
+    check_int("batch_size", batch_size, 1)
     g = _source(generator)
     rows = torch.randint(0, len(targets), (batch_size,), generator=g, device=g.device).cpu()
     return inputs[rows].to(device=device, dtype=dtype), targets[rows].to(device=device)

@@ -1,14 +1,10 @@
 r"""A small, deterministic fit loop for the tasks of :mod:`rnnlab.tasks`.
 
-:class:`SequenceModel` is a recurrent core (``torch.nn.RNN/LSTM/GRU`` or rnnlab's subclasses,
-``batch_first=True``) followed by a linear read-out,
-
-.. math:: \hat y = W_{out} h_T + b_{out} \ \text{(many-to-one)}, \qquad
-          \hat y_t = W_{out} h_t + b_{out} \ \text{(many-to-many)},
-
-and :func:`fit` trains it with one optimizer step per fresh batch, optionally clipping the
-gradient, and records per step the loss, the gradient norm :math:`\lVert g \rVert_2` *before*
-clipping, whether the step was clipped, the threshold and the wall time (:class:`History`).
+:func:`make_model` builds a :class:`~rnnlab.models.SequenceModel` (a recurrent core and a
+linear read-out) sized for a task, and :func:`fit` trains it with one optimizer step per fresh
+batch, optionally clipping the gradient, and records per step the loss, the gradient norm
+:math:`\lVert g \rVert_2` *before* clipping, whether the step was clipped, the threshold and the
+wall time (:class:`~rnnlab.history.History`).
 Data come from a generator seeded by ``seed``; dropout draws from the global RNG, which
 :func:`fit` forks and seeds, so the caller's RNG is left as it was and the same model state with
 the same ``seed`` gives the same history on the CPU.
@@ -19,12 +15,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from rnnlab.checks import check_choice, check_int, check_number, check_type
 from rnnlab.clipping import clip_grad_norm_, clip_grad_value_, grad_norm
+from rnnlab.history import History
+from rnnlab.models import GRU, LSTM, RNN, SequenceModel
 from rnnlab.tasks import Task
 
 __all__ = ["SequenceModel", "make_model", "History", "fit", "evaluate"]
@@ -35,43 +33,6 @@ _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torc
 _KINDS = ("rnn", "lstm", "gru")
 
 
-class SequenceModel(nn.Module):
-    """A batch-first recurrent ``core`` and a linear read-out to ``output_size``.
-
-    ``forward(input (B, T, I), hx=None)`` returns (B, O) from the last step, or (B, T, O) when
-    ``many_to_many``. With ``unroll=True`` the core runs its step-by-step ``unroll`` (rnnlab's
-    models) instead of the fused ``forward``; both give the same values and gradients.
-    """
-
-    def __init__(self, core: nn.RNNBase, output_size: int, *, many_to_many: bool = False,
-                 unroll: bool = False):
-        super().__init__()
-        if not isinstance(core, nn.RNNBase):
-            raise TypeError(f"core: expected a torch.nn.RNN/LSTM/GRU, got {type(core).__name__}")
-        if not core.batch_first:
-            raise ValueError("core: expected batch_first=True, got batch_first=False")
-        if not isinstance(output_size, int) or isinstance(output_size, bool) or output_size < 1:
-            raise ValueError(f"output_size: expected an int >= 1, got {output_size!r}")
-        if unroll and not callable(getattr(core, "unroll", None)):
-            raise ValueError(f"unroll: True needs a core with an unroll() method (rnnlab.RNN/"
-                             f"LSTM/GRU), got {type(core).__name__}")
-        features = (core.proj_size or core.hidden_size) * (2 if core.bidirectional else 1)
-        self.core = core
-        self.readout = nn.Linear(features, output_size)
-        self.many_to_many = many_to_many
-        self.unroll = unroll
-
-    def features(self, input: Tensor, hx=None):
-        """The core's ``(output (B, T, F), h_n)``, F = D * H_out."""
-        return self.core.unroll(input, hx) if self.unroll else self.core(input, hx)
-
-    def forward(self, input: Tensor, hx=None) -> Tensor:
-        output, _ = self.features(input, hx)                  # (B, T, F)
-        if not self.many_to_many:
-            output = output[:, -1]                            # (B, F)
-        return self.readout(output)                           # (B, O) or (B, T, O)
-
-
 def make_model(task: Task, kind: str = "lstm", hidden_size: int = 64, *, num_layers: int = 1,
                nonlinearity: str = "tanh", seed: int | None = None,
                unroll: bool = False) -> SequenceModel:
@@ -80,12 +41,8 @@ def make_model(task: Task, kind: str = "lstm", hidden_size: int = 64, *, num_lay
     With ``seed`` the parameters are drawn from ``torch.manual_seed(seed)`` inside a forked RNG
     (the caller's global RNG is left untouched); with ``None`` from the global RNG, as torch does.
     """
-    from rnnlab.models import GRU, LSTM, RNN
-
-    if not isinstance(task, Task):
-        raise TypeError(f"task: expected an rnnlab.tasks.Task, got {type(task).__name__}")
-    if kind not in _KINDS:
-        raise ValueError(f"kind: expected one of {_KINDS}, got {kind!r}")
+    check_type("task", task, Task, "an rnnlab.tasks.Task")
+    check_choice("kind", kind, _KINDS)
     extra = {"nonlinearity": nonlinearity} if kind == "rnn" else {}
     cls = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[kind]
 
@@ -102,45 +59,6 @@ def make_model(task: Task, kind: str = "lstm", hidden_size: int = 64, *, num_lay
         return build()
 
 
-@dataclass
-class History:
-    """What :func:`fit` saw, one entry per optimizer step (``evals`` at evaluation steps).
-
-    ``grad_norm`` is the total 2-norm of the gradient before clipping; ``threshold`` the clip
-    threshold used at that step (NaN without clipping; the per-element bound for ``"value"``);
-    ``time`` the wall-clock seconds since the start, after the step. ``stopped`` says why the
-    run ended: ``"steps"``, ``"target"`` (held-out loss reached ``target_loss``),
-    ``"nonfinite"`` (loss or gradient NaN/inf; that step is recorded but not taken) or
-    ``"callback"``.
-    """
-
-    loss: list[float] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
-    clipped: list[bool] = field(default_factory=list)
-    threshold: list[float] = field(default_factory=list)
-    time: list[float] = field(default_factory=list)
-    eval_step: list[int] = field(default_factory=list)
-    eval_loss: list[float] = field(default_factory=list)
-    eval_accuracy: list[float | None] = field(default_factory=list)
-    baseline_loss: float | None = None
-    stopped: str = "steps"
-
-    @property
-    def steps(self) -> int:
-        """Number of optimizer steps recorded."""
-        return len(self.loss)
-
-    @property
-    def seconds(self) -> float:
-        """Wall-clock seconds of the whole run."""
-        return self.time[-1] if self.time else 0.0
-
-    @property
-    def clip_fraction(self) -> float:
-        """Fraction of the steps whose gradient was clipped."""
-        return sum(self.clipped) / len(self.clipped) if self.clipped else 0.0
-
-
 def _clipper(clip) -> Callable[[list[nn.Parameter]], tuple[float, float, bool]]:
     """Turn the ``clip`` argument into ``params -> (norm before, threshold, clipped)``."""
     if clip is None:
@@ -150,12 +68,11 @@ def _clipper(clip) -> Callable[[list[nn.Parameter]], tuple[float, float, bool]]:
             norm, threshold, clipped = clip(params)
             return float(norm), float(threshold), bool(clipped)
         return adaptive
-    if (not isinstance(clip, tuple) or len(clip) != 2 or clip[0] not in ("norm", "value")
-            or not isinstance(clip[1], (int, float)) or isinstance(clip[1], bool)
-            or not clip[1] > 0):
-        raise ValueError(f"clip: expected None, ('norm', c) or ('value', c) with c > 0, or a "
-                         f"clipper callable, got {clip!r}")
-    kind, c = clip[0], float(clip[1])
+    check_type("clip", clip, tuple, "None, ('norm', c), ('value', c) or a clipper callable")
+    if len(clip) != 2:
+        raise ValueError(f"clip: expected ('norm', c) or ('value', c), got {clip!r}")
+    kind = check_choice("clip[0]", clip[0], ("norm", "value"))
+    c = check_number("clip[1]", clip[1], positive=True)
     if kind == "norm":
         def by_norm(params):
             norm = float(clip_grad_norm_(params, c))
@@ -231,8 +148,7 @@ def fit(model: nn.Module, task: Task | Callable[..., tuple[Tensor, Tensor]], ste
 
     Returns a :class:`History`; deterministic on the CPU for the same model state and ``seed``.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    check_type("model", model, nn.Module, "a torch.nn.Module")
     if not isinstance(task, Task) and not callable(task):
         raise TypeError(f"task: expected an rnnlab.tasks.Task or a sampler callable, "
                         f"got {type(task).__name__}")
@@ -240,12 +156,11 @@ def fit(model: nn.Module, task: Task | Callable[..., tuple[Tensor, Tensor]], ste
         raise ValueError("loss_fn: required when task is a plain sampler, got None")
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("eval_batch_size", eval_batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
-        raise ValueError(f"eval_every: expected None or an int >= 1, got {eval_every!r}")
-    if target_loss is not None and not isinstance(target_loss, (int, float)):
-        raise ValueError(f"target_loss: expected None or a float, got {target_loss!r}")
+        check_int(name, value, 1)
+    if eval_every is not None:
+        check_int("eval_every", eval_every, 1)
+    if target_loss is not None:
+        check_number("target_loss", target_loss)
     clip_step = _clipper(clip)
     if eval_every is None and target_loss is not None:
         eval_every = 25

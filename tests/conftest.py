@@ -26,8 +26,10 @@ def _seed_and_threads():
 
 
 @pytest.fixture
-def one_torch_thread():
-    """Small tensors on 2 shared cores: a second intra-op thread only adds contention."""
+def one_thread():
+    """Small tensors on 2 shared cores: a second intra-op thread only adds contention.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

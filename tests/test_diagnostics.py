@@ -16,6 +16,7 @@ from rnnlab.diagnostics import (
     hidden_grads,
     loss_slice,
 )
+from rnnlab.history import History
 from rnnlab.tasks import adding_task, copy_task
 from rnnlab.train import SequenceModel, fit, make_model
 
@@ -122,6 +123,18 @@ def test_time_major_core_gives_same_gradients():
                           hidden_grads(batch_first, x.transpose(0, 1), None, loss))
 
 
+@pytest.mark.parametrize("kind", [torch.nn.LSTM, torch.nn.GRU])
+def test_unbatched_input_gives_the_gradients_of_a_batch_of_one(kind):
+    model = double_model(kind, output_size=2)
+    x = torch.randn(6, 4, dtype=torch.float64)                     # (T, I): no batch
+    y = torch.randn(2, dtype=torch.float64)
+    ours = hidden_grads(model, x, y, mse)
+    expected = reference_grads(model.core, model.readout, x.unsqueeze(0), y.unsqueeze(0), mse,
+                               False)
+    assert ours.shape == (6, 5)
+    assert torch.allclose(ours, expected[:, 0], rtol=1e-10, atol=1e-14)
+
+
 def test_last_step_gradient_is_readout_transpose_times_loss_gradient():
     model = double_model(torch.nn.GRU, output_size=1)
     x = torch.randn(4, 5, 4, dtype=torch.float64)
@@ -214,8 +227,10 @@ def test_grad_norm_history_mirrors_history():
     assert summary["max"] == max(history.grad_norm)
     assert summary["median"] == pytest.approx(float(np.median(history.grad_norm)))
     assert summary["clip_fraction"] == history.clip_fraction
-    with pytest.raises(ValueError, match="history"):
+    with pytest.raises(TypeError, match="history"):
         grad_norm_history([])
+    with pytest.raises(ValueError, match="history"):
+        grad_norm_history(History())
 
 
 def test_loss_slice_along_gradient_has_slope_of_gradient_norm():

@@ -1,268 +1,51 @@
-"""`rnnlab grade`: honest scores for honest and hostile submissions, nothing left behind.
+"""`rnnlab grade`: the pieces (plain data, submissions, the call recorder, write-back of changed
+arguments, feedback text) against independent references, and grading across labs.
 
-The hostile suite grades one folder of submissions of the fixture lab (three answers worth
-2 + 3 + 1 points) in a single run with small limits, then checks each student's score and flags.
+The hostile-student suite is `test_grading_hostile.py`.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
+import json
 import math
 import os
-import signal
-import time
-from pathlib import Path
+import shutil
 
 import nbformat
 import numpy as np
 import pytest
 import torch
+from grading_kit import (
+    CORRECT,
+    FIXTURE,
+    SOURCE,
+    children,
+    make_submission,
+    released_lab,
+    write,
+)
 
+import rnnlab.cells
 from rnnlab.cli import main
 from rnnlab.grading import remote
-from rnnlab.grading.grade import grade, parse_memory
-from rnnlab.grading.notebook import read_notebook
-from rnnlab.grading.release import release, release_notebook
-from rnnlab.grading.report import read_details
-from rnnlab.grading.sandbox import LAUNCHER, bwrap_available
-from rnnlab.grading.session import Limits
+from rnnlab.grading.answers import GradingEvent, mirror, unwrap
+from rnnlab.grading.batch import grade, parse_memory
+from rnnlab.grading.checker import TOO_LONG, Checker
+from rnnlab.grading.checkproc import OUT_OF_MEMORY
+from rnnlab.grading.labs import release
+from rnnlab.grading.limits import Limits
+from rnnlab.grading.messages import assertion_template
+from rnnlab.grading.notebook import LabCell, read_notebook
+from rnnlab.grading.recorder import SWITCHED_OFF, Recorder
+from rnnlab.grading.report import escape
+from rnnlab.grading.results import TestResult
+from rnnlab.grading.sandbox import Support, support
+from rnnlab.grading.submissions import read_submission
 
-FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "solutions"
-SOURCE = FIXTURE / "fx_lab.ipynb"
-CELL_TIMEOUT = 5.0
-NOTEBOOK_TIMEOUT = 90.0
-ESCAPE = "4242.5"          # `sleep 4242.5`: the detached process a hostile answer starts
-
-SIGMOID = "def sigmoid(x):\n    return 1.0 / (1.0 + torch.exp(-x))"
-RADIUS = "def spectral_radius(weight):\n    return torch.linalg.eigvals(weight).abs().max().item()"
-CHOICE = 'answer_choice = "b"'
-CORRECT = {"answer-sigmoid": SIGMOID, "answer-radius": RADIUS, "answer-choice": CHOICE}
-
-STUDENTS = {
-    "solution": {**CORRECT},
-    "untouched": {},
-    "alternative": {
-        "answer-sigmoid": "def sigmoid(x):\n    return torch.special.expit(x)",
-        "answer-radius": "import numpy as np\n\ndef spectral_radius(weight):\n"
-                         "    return float(np.abs(np.linalg.eigvals(weight.numpy())).max())",
-        "answer-choice": 'answer_choice = "abc"[1]',
-    },
-    "cheater": {      # patches what tests use, silences tracebacks, answers nothing
-        "answer-sigmoid": "import builtins, numpy, numpy.testing, torch, torch.testing\n"
-                          "from IPython.core.interactiveshell import InteractiveShell\n"
-                          "InteractiveShell.showtraceback = lambda *a, **k: None\n"
-                          "get_ipython().showtraceback = lambda *a, **k: None\n"
-                          "torch.allclose = torch.equal = lambda *a, **k: True\n"
-                          "torch.testing.assert_close = lambda *a, **k: None\n"
-                          "numpy.testing.assert_allclose = lambda *a, **k: None\n"
-                          "builtins.AssertionError = type('Nope', (Exception,), {})\n"
-                          "def sigmoid(x):\n    raise NotImplementedError()",
-        "answer-choice": 'answer_choice = "z"',
-    },
-    "always_equal": {  # results whose __eq__ is always True
-        "answer-sigmoid": "def sigmoid(x):\n    return object.__new__(type('A', (), {"
-                          "'__eq__': lambda s, o: True, '__bool__': lambda s: True}))",
-        "answer-radius": "class F(float):\n    def __eq__(self, other): return True\n"
-                         "    def __sub__(self, other): return F(0.0)\n"
-                         "    def __abs__(self): return F(0.0)\n"
-                         "def spectral_radius(weight):\n    return F(0.5)",
-        "answer-choice": "class S(str):\n    def __eq__(self, other): return True\n"
-                         "    __hash__ = str.__hash__\nanswer_choice = S('q')",
-    },
-    "reader": {        # looks for the solutions, the hidden tests and other submissions
-        "answer-sigmoid": f"def sigmoid(x):\n    open({str(SOURCE)!r}).read()\n"
-                          "    return torch.sigmoid(x)",
-        "answer-radius": f"import os\nFOUND = os.listdir({str(Path(__file__).parent)!r})\n"
-                         f"{RADIUS}",
-        "answer-choice": f"import os\nanswer_choice = 'b' if os.path.exists({str(SOURCE)!r}) "
-                         "else 'x'",
-    },
-    "looper": {**CORRECT, "answer-sigmoid": "def sigmoid(x):\n    while True:\n        pass"},
-    "exiter": {**CORRECT, "answer-radius": "import os\n\ndef spectral_radius(weight):\n"
-                                           "    os._exit(0)"},
-    "killer": {**CORRECT, "answer-sigmoid": "import os, signal\n\ndef sigmoid(x):\n"
-                                            "    os.kill(os.getpid(), signal.SIGKILL)"},
-    "memory_hog": {**CORRECT,
-                   "answer-radius": "def spectral_radius(weight):\n"
-                                    "    hog = [torch.empty(2**28, dtype=torch.uint8)"
-                                    " for _ in range(64)]\n"
-                                    "    return float(len(hog))",
-                   "answer-choice": "hog = bytearray(16 * 2**30)\nanswer_choice = 'b'"},
-    "flooder": {**CORRECT, "answer-choice": "while True:\n    print('x' * 100_000)"},
-    "sleeper": {**CORRECT,
-                "answer-sigmoid": "def sigmoid(x):   # right on [-5, 5], wrong when it saturates\n"
-                                  "    return torch.where(x.abs() > 100, 0.5, torch.sigmoid(x))",
-                "answer-radius": "import time\n\ndef spectral_radius(weight):\n"
-                                 "    time.sleep(10**6)"},
-}
-ESCAPER = ("import subprocess\n"       # a detached grandchild that outlives the kernel's session
-           f"subprocess.Popen(['/bin/sh', '-c', 'sleep {ESCAPE} &'], start_new_session=True)"
-           ".wait()\n" + SIGMOID)
-# student: (points per test, notebook flags, {test: flags of that test})
-EXPECTED = {
-    "solution": ({"test-sigmoid": 2, "test-radius": 3, "test-choice": 1}, "", {}),
-    "untouched": ({"test-sigmoid": 0, "test-radius": 0, "test-choice": 0}, "", {}),
-    "alternative": ({"test-sigmoid": 2, "test-radius": 3, "test-choice": 1}, "", {}),
-    "cheater": ({"test-sigmoid": 0, "test-radius": 0, "test-choice": 0}, "", {}),
-    "always_equal": ({"test-sigmoid": 0, "test-radius": 0, "test-choice": 0}, "",
-                     {"test-sigmoid": "error", "test-radius": "error", "test-choice": "error"}),
-    "reader": ({"test-sigmoid": 0, "test-radius": 0, "test-choice": 0}, "error",
-               {"test-sigmoid": "error"}),
-    "looper": ({"test-sigmoid": 0, "test-radius": 3, "test-choice": 1}, "",
-               {"test-sigmoid": "timeout"}),
-    "exiter": ({"test-sigmoid": 2, "test-radius": 0, "test-choice": 1}, "",
-               {"test-radius": "kernel_died"}),
-    "killer": ({"test-sigmoid": 0, "test-radius": 3, "test-choice": 1}, "",
-               {"test-sigmoid": "kernel_died"}),
-    "memory_hog": ({"test-sigmoid": 2, "test-radius": 0, "test-choice": 0}, "memory",
-                   {"test-radius": "memory"}),
-    "flooder": ({"test-sigmoid": 2, "test-radius": 3, "test-choice": 0}, "timeout", {}),
-    "sleeper": ({"test-sigmoid": 0, "test-radius": 0, "test-choice": 1}, "",
-                {"test-radius": "timeout"}),
-    "tamperer": ({"test-sigmoid": 2, "test-radius": 0, "test-choice": 0}, "tampered", {}),
-    "deleter": ({"test-sigmoid": 0, "test-radius": 0, "test-choice": 1}, "missing",
-                {"test-sigmoid": "error"}),
-}
-SANDBOX_ONLY = {"reader"}
-
-
-def make_submission(lab: nbformat.NotebookNode, answers: dict[str, str]
-                    ) -> nbformat.NotebookNode:
-    """The released ``lab`` with the given answer cells filled in, as a student would."""
-    notebook = copy.deepcopy(lab)
-    for cell in notebook.cells:
-        grade_id = cell.metadata["nbgrader"]["grade_id"]
-        if grade_id in answers:
-            cell.source = answers[grade_id]
-    return notebook
-
-
-def _write(directory: Path, student: str, name: str, notebook) -> None:
-    (directory / student).mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, directory / student / name)
-
-
-def _our_processes() -> list[tuple[int, str]]:
-    """(pid, command line) of live grading kernels and of the hostile detached `sleep`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "kernelapp.launch_new_instance" in cmdline or f"sleep {ESCAPE}" in cmdline:
-            found.append((int(entry.name), cmdline))
-    return found
-
-
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory):
-    """Grade every hostile submission once, through the CLI, with two jobs."""
-    base = tmp_path_factory.mktemp("hostile")
-    lab = release_notebook(read_notebook(SOURCE), "fx_lab")
-    submissions = base / "submissions"
-    for student, answers in STUDENTS.items():
-        _write(submissions, student, "fx_lab.ipynb", make_submission(lab, answers))
-    tampered = make_submission(lab, {"answer-sigmoid": ESCAPER, "test-sigmoid": "assert False",
-                                     "test-radius": "pass", "setup": "device = 'cuda'"})
-    _write(submissions, "tamperer", "fx_lab.ipynb", tampered)
-    deleted = make_submission(lab, {**CORRECT, "answer-sigmoid": "def sigmoid(x):\n"
-                                                                 "    raise ValueError('nope')"})
-    deleted.cells = [c for c in deleted.cells
-                     if c.metadata["nbgrader"]["grade_id"] != "answer-radius"]
-    _write(submissions, "deleter", "fx_lab.ipynb", deleted)
-    before = set(os.listdir("/tmp"))
-    start = time.monotonic()
-    code = main(["grade", str(submissions), "--source", str(FIXTURE), "--out",
-                 str(base / "grades.csv"), "--jobs", "2", "--cell-timeout", str(CELL_TIMEOUT),
-                 "--notebook-timeout", str(NOTEBOOK_TIMEOUT), "--memory", "3G",
-                 "--feedback", str(base / "feedback"), "--quiet"])
-    seconds = time.monotonic() - start
-    assert code == 0
-    with open(base / "grades.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    leftovers = sorted(n for n in set(os.listdir("/tmp")) - before if n.startswith("rnnlab-"))
-    processes = _our_processes()
-    for pid, cmdline in processes:       # clean up after a failure, before asserting on it
-        if f"sleep {ESCAPE}" in cmdline:
-            os.kill(pid, signal.SIGKILL)
-    return {"rows": rows, "base": base, "seconds": seconds, "processes": processes,
-            "tmp_leftovers": leftovers, "details": read_details(base / "grades_details.json"),
-            "submissions": submissions}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("student", sorted(EXPECTED))
-def test_hostile_submission_gets_exactly_the_points_it_earned(hostile, student):
-    if student in SANDBOX_ONLY and not bwrap_available():
-        pytest.skip("needs bwrap: without a sandbox, student code can read the solutions")
-    points, notebook_flags, test_flags = EXPECTED[student]
-    rows = {r[2]: r for r in hostile["rows"][1:] if r[0] == student}
-    assert sorted(rows) == sorted(points)
-    for test, expected in points.items():
-        _, lab, _, got, max_points, flags = rows[test]
-        assert lab == "fx_lab"
-        assert int(got) == expected, (student, test, rows[test])
-        words = {notebook_flags, test_flags.get(test, "")} - {""}
-        assert set(flags.split(";")) - {""} == words, (student, test, rows[test])
-    detail = next(d for d in hostile["details"] if d.student == student)
-    assert detail.seconds < NOTEBOOK_TIMEOUT + 30
-
-
-@pytest.mark.slow
-def test_grades_csv_has_the_contract_header_and_sorted_rows(hostile):
-    rows = hostile["rows"]
-    assert rows[0] == ["student", "lab", "test", "points", "max_points", "flags"]
-    assert rows[1:] == sorted(rows[1:])
-    assert len(rows) - 1 == 3 * len(EXPECTED)
-    summary = (hostile["base"] / "grades_summary.csv").read_text().splitlines()
-    assert summary[0] == "student,fx_lab,total,max_points"
-    assert "solution,6,6,6" in summary and "untouched,0,0,6" in summary
-
-
-@pytest.mark.slow
-def test_grading_leaves_no_kernel_process_or_directory_behind(hostile):
-    kernels = [c for _, c in hostile["processes"] if "kernelapp" in c]
-    escaped = [c for _, c in hostile["processes"] if ESCAPE in c]
-    assert kernels == []
-    assert hostile["tmp_leftovers"] == []
-    if bwrap_available():     # without a PID namespace a double fork escapes (documented)
-        assert escaped == []
-
-
-@pytest.mark.slow
-def test_same_input_gives_the_same_csv_with_one_job(hostile, tmp_path):
-    subset = tmp_path / "subset"
-    for student in ("untouched", "alternative"):
-        (subset / student).mkdir(parents=True)
-        source = hostile["submissions"] / student / "fx_lab.ipynb"
-        (subset / student / "fx_lab.ipynb").write_bytes(source.read_bytes())
-    assert main(["grade", str(subset), "--source", str(FIXTURE), "--out",
-                 str(tmp_path / "again.csv"), "--quiet"]) == 0
-    again = (tmp_path / "again.csv").read_text().splitlines()
-    first = (hostile["base"] / "grades.csv").read_text().splitlines()
-    assert again == [first[0]] + [r for r in first[1:] if r.split(",")[0] in
-                                  ("untouched", "alternative")]
-
-
-@pytest.mark.slow
-def test_feedback_names_visible_checks_and_never_hidden_code(hostile):
-    feedback = hostile["base"] / "feedback"
-    texts = {p.stem: p.read_text(encoding="utf-8") for p in feedback.glob("*.md")}
-    assert sorted(texts) == sorted(EXPECTED)
-    for text in texts.values():
-        for secret in ("HIDDEN-TOKEN", "SOLUTION-TOKEN", "saturates", "800.0", "numpy.linalg"):
-            assert secret not in text
-    assert "sigmoid matches torch.sigmoid on [-5, 5]: not implemented yet" in texts["untouched"]
-    assert "`test-sigmoid` (0/2): hidden test 1 failed" in texts["sleeper"]
-    assert "timed out" in texts["looper"] and "✓ `test-radius` (3/3)" in texts["looper"]
-    assert "ValueError: nope" in texts["deleter"]
-    assert main(["feedback", str(hostile["base"] / "grades_details.json"), "--out",
-                 str(hostile["base"] / "again")]) == 0
-    assert (hostile["base"] / "again" / "sleeper.md").read_text() == texts["sleeper"]
+AUTOGRAD = ["torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward",
+            "torch.autograd.functional",
+            "torch.autograd.variable.Variable._execution_engine.run_backward"]
 
 
 def test_plain_data_round_trips_bit_exactly():
@@ -305,6 +88,14 @@ def test_plain_data_decoding_rejects_unknown_or_unsafe_objects(text):
         remote.loads(text)
 
 
+def test_plain_data_decoding_refuses_a_small_text_of_very_many_items():
+    fine = [[]] * 10_000
+    assert remote.loads(remote.dumps(fine)) == fine
+    bomb = "[" + "[], " * remote.MAX_ITEMS + "[]]"          # 1 MiB of empty lists
+    with pytest.raises(ValueError, match="items"):
+        remote.loads(bomb)
+
+
 def test_parse_memory_reads_binary_units():
     assert parse_memory("4G") == 4 * 2**30
     assert parse_memory("512MiB") == 512 * 2**20
@@ -314,26 +105,252 @@ def test_parse_memory_reads_binary_units():
         parse_memory("lots")
 
 
-def test_require_sandbox_refuses_when_bwrap_is_unusable(tmp_path, monkeypatch):
-    monkeypatch.setattr("rnnlab.grading.grade.bwrap_available", lambda: False)
+@pytest.mark.parametrize(("kwargs", "error"), [({"memory": 2**20}, ValueError),
+                                               ({"cell_timeout": "1"}, TypeError),
+                                               ({"scratch": 1.5}, TypeError),
+                                               ({"processes": 2}, ValueError)])
+def test_limits_refuse_bad_values_naming_them(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        Limits(**kwargs)
+
+
+@pytest.mark.parametrize("found", [Support(False, False, False), Support(True, False, True)])
+def test_require_sandbox_refuses_without_bwrap_or_seccomp(tmp_path, monkeypatch, found):
+    monkeypatch.setattr("rnnlab.grading.batch.support", lambda: found)
     (tmp_path / "subs" / "ann").mkdir(parents=True)
     code = main(["grade", str(tmp_path / "subs"), "--source", str(FIXTURE), "--out",
                  str(tmp_path / "g.csv"), "--require-sandbox", "--quiet"])
     assert code == 2 and not (tmp_path / "g.csv").exists()
 
 
-def test_not_submitted_and_unreadable_score_zero_without_a_kernel(tmp_path):
-    (tmp_path / "subs" / "ann").mkdir(parents=True)
-    (tmp_path / "subs" / "bob").mkdir(parents=True)
-    (tmp_path / "subs" / "bob" / "fx_lab.ipynb").write_text("{not json")
-    results, _ = grade(tmp_path / "subs", FIXTURE, limits=Limits(cell_timeout=1.0))
-    assert [(r.student, sorted(r.flags), sum(t.points for t in r.tests)) for r in results] == [
-        ("ann", ["not_submitted"], 0.0), ("bob", ["unreadable"], 0.0)]
-    assert all(len(r.tests) == 3 for r in results)
+def _notebook_dict(answers: dict[str, str]) -> dict:
+    return json.loads(nbformat.writes(make_submission(released_lab(), answers)))
 
 
-def test_launcher_program_sets_the_memory_limit_before_ipykernel():
-    assert LAUNCHER.index("RLIMIT_AS") < LAUNCHER.index("ipykernel")
+def test_a_submission_is_read_only_as_a_valid_notebook_in_a_regular_file(tmp_path):
+    good = _notebook_dict(CORRECT)
+    listed = copy.deepcopy(good)
+    listed["cells"][3]["source"] = ["def sigmoid(x):\n", "    return x"]
+    number = copy.deepcopy(good)
+    number["cells"][3]["source"] = 7
+    cases = {"good.ipynb": json.dumps(good), "listed.ipynb": json.dumps(listed),
+             "number.ipynb": json.dumps(number), "array.ipynb": "[1, 2]",
+             "text.ipynb": "not json", "deep.ipynb": "[" * 100_000}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "link.ipynb").symlink_to(tmp_path / "good.ipynb")
+    os.mkfifo(tmp_path / "fifo.ipynb")
+    (tmp_path / "dir.ipynb").mkdir()
+    flags = {name: read_submission(tmp_path, name)[1] for name in
+             [*cases, "link.ipynb", "fifo.ipynb", "dir.ipynb", "absent.ipynb"]}
+    assert flags == {"good.ipynb": None, "listed.ipynb": None, "number.ipynb": "invalid",
+                     "array.ipynb": "invalid", "text.ipynb": "unreadable",
+                     "deep.ipynb": "unreadable", "link.ipynb": "not_regular",
+                     "fifo.ipynb": "not_regular", "dir.ipynb": "not_regular",
+                     "absent.ipynb": "not_submitted"}
+    notebook, _ = read_submission(tmp_path, "listed.ipynb")
+    assert notebook.cells[3].source == "def sigmoid(x):\n    return x"
+    (tmp_path / "folder").symlink_to(tmp_path, target_is_directory=True)
+    assert read_submission(tmp_path / "folder", "good.ipynb") == (None, "not_regular")
+
+
+def test_unusable_submissions_score_zero_without_a_kernel(tmp_path):
+    subs = tmp_path / "subs"
+    (subs / "ann").mkdir(parents=True)
+    (subs / "bob").mkdir()
+    (subs / "bob" / "fx_lab.ipynb").write_text("{not json")
+    (subs / "cy").symlink_to(FIXTURE, target_is_directory=True)
+    results, _ = grade(subs, FIXTURE, limits=Limits(cell_timeout=1.0), tmp_root=tmp_path)
+    assert [(r.student, sorted(r.flags), r.points) for r in results] == [
+        ("ann", ["not_submitted"], 0.0), ("bob", ["unreadable"], 0.0),
+        ("cy", ["not_regular"], 0.0)]
+    assert all(len(r.tests) == 6 for r in results)
+    assert children() == []
+
+
+def test_recorder_sees_forbidden_calls_direct_indirect_and_through_the_engine():
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+
+    def by_grad(v):
+        leaf = v.clone().requires_grad_(True)
+        return torch.autograd.grad(torch.tanh(leaf).sum(), leaf)[0]
+
+    def by_backward(v):
+        leaf = v.clone().requires_grad_(True)
+        torch.tanh(leaf).sum().backward()
+        return leaf.grad
+
+    def by_hand(v):
+        with torch.no_grad():
+            return 1 - torch.tanh(v) ** 2
+
+    def switched_off(v):
+        import sys
+        sys.setprofile(None)
+        return by_grad(v)
+
+    reference = 1 - torch.tanh(x) ** 2
+    for function, expected in ((by_grad, {"torch.autograd.grad", AUTOGRAD[-1]}),
+                               (by_backward, {"torch.Tensor.backward", "torch.autograd.backward",
+                                              AUTOGRAD[-1]}),
+                               (by_hand, set()), (switched_off, {SWITCHED_OFF})):
+        with Recorder(AUTOGRAD) as recorder:
+            value = function(x)
+        assert torch.allclose(value, reference)
+        assert recorder.hits == expected, function.__name__
+
+
+def test_recorder_sees_library_modules_and_c_functions():
+    x, h, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
+    weights = torch.randn(16, 3), torch.randn(16, 4), torch.randn(16), torch.randn(16)
+    with Recorder(["rnnlab.cells", "torch.lstm_cell", "torch.nn.LSTMCell"]) as recorder:
+        rnnlab.cells.lstm_cell(x, (h, c), *weights)
+        torch.lstm_cell(x, (h, c), *weights)
+    assert recorder.hits == {"rnnlab.cells", "torch.lstm_cell"}
+    with Recorder(["torch.nn.LSTMCell", "no_such_module.f"]) as recorder:
+        torch.nn.LSTMCell(3, 4)
+    assert recorder.hits == {"torch.nn.LSTMCell"}
+
+
+def test_mirror_reproduces_in_place_changes_on_the_callers_objects():
+    def student(values, table):            # changes everything it is given, in place
+        values[0].mul_(2)
+        values.append(torch.ones(1))
+        table["w"].resize_(3).fill_(7.0)
+        table["new"] = 1.5
+        del table["gone"]
+
+    def fresh():
+        return ([torch.arange(3.0), torch.zeros(2)],
+                {"w": torch.ones(2), "gone": 0, "keep": (torch.ones(1),)})
+
+    expected_values, expected_table = fresh()
+    student(expected_values, expected_table)            # the reference: done in one process
+    values, table = fresh()
+    kept = values[0]
+    sent = remote.loads(remote.dumps([values, table]))  # what the kernel gets and changes
+    student(*sent)
+    after = remote.loads(remote.dumps(sent))            # what comes back
+    mirror(values, after[0])
+    mirror(table, after[1])
+    assert values[0] is kept
+    assert remote.dumps([values, table]) == remote.dumps([expected_values, expected_table])
+
+
+def test_unwrap_returns_the_value_and_flags_forbidden_calls():
+    ok = json.dumps({"ok": remote.dumps([1.0]), "args": None})
+    assert unwrap(ok, [], {}) == [1.0]
+    caught = json.dumps({"ok": remote.dumps(0), "args": None, "forbidden": ["torch.func"]})
+    with pytest.raises(GradingEvent) as info:
+        unwrap(caught, [], {})
+    assert info.value.flag == "forbidden_call" and "torch.func" in str(info.value)
+    with pytest.raises(ValueError, match="their words"):
+        unwrap(json.dumps({"error": {"type": "ValueError", "message": "their words"}}), [], {})
+
+
+def test_feedback_templates_keep_the_instructors_words_only():
+    source = ('value = f(x)\n'
+              'assert value == 1, f"expected 1, got {value!r} for {x}"\n'
+              'assert value, "literal"\n'
+              'assert value, message\n'
+              'assert value\n')
+    assert assertion_template(source, 1) == "expected 1, got … for …"
+    assert assertion_template(source, 2) == "literal"
+    assert assertion_template(source, 3) == ""
+    assert assertion_template(source, 4) == ""
+    assert escape("<b>*x*</b> [a](b) `c`\nd") == r"&lt;b&gt;\*x\*&lt;/b&gt; \[a\](b) \`c\` d"
+
+
+@pytest.mark.slow
+def test_checks_past_their_time_or_memory_fail_alone_and_the_checker_recovers():
+    checker = Checker(Limits(cell_timeout=3.0, memory=2**30))
+
+    def test(grade_id: str, source: str) -> TestResult:
+        return checker.run_test(LabCell("test", grade_id, source, 1.0, True, False, "code"),
+                                {}, session=None)          # no answer used: no kernel needed
+    try:
+        checker.begin_lab("lab")
+        checker.run_setup("setup", "import torch\nbase = torch.ones(3)")
+        slow = test("slow", "while True:\n    pass")
+        big = test("big", "huge = torch.ones(2**31, dtype=torch.float64)")
+        fine = test("fine", "assert base.sum() == 3")         # set-up replayed after the kill
+    finally:
+        checker.close()
+    assert (slow.points, slow.flags, slow.message) == (0.0, ("error",), TOO_LONG)
+    assert (big.points, big.flags, big.message) == (0.0, ("error",), OUT_OF_MEMORY)
+    assert (fine.points, fine.flags) == (1.0, ())
+
+
+def test_support_describes_what_the_sandbox_can_do():
+    found = support()
+    text = found.describe()
+    assert ("bwrap" in text) == found.bwrap
+    assert ("control groups (memory" in text) == (found.bwrap and found.cgroups)
+    assert found.cgroups <= (os.geteuid() == 0)
+
+
+# student: (lab A's answers, lab B's answers); both labs are the fixture lab, graded in turn
+TWO_LABS = {
+    "leaky": ({**CORRECT, "answer-choice": 'from_lab_a = 1\nanswer_choice = "b"'},
+              {**CORRECT, "answer-choice": "answer_choice = 'x' if 'from_lab_a' in globals() "
+                                           "else 'b'"}),
+    "exiter": ({**CORRECT, "answer-radius": "import os\n\ndef spectral_radius(weight):\n"
+                                            "    os._exit(0)"}, CORRECT),
+    "trapper": ({**CORRECT, "answer-choice": "import os\nfrom IPython.core.interactiveshell "
+                                             "import InteractiveShell\nInteractiveShell.reset = "
+                                             "lambda *a, **k: os._exit(0)\nanswer_choice = 'b'"},
+                CORRECT),
+}
+
+
+@pytest.fixture(scope="module")
+def two_labs(tmp_path_factory):
+    """Students of two labs (two copies of the fixture lab), graded with two jobs; then one of
+    them, alone, again with one job."""
+    base = tmp_path_factory.mktemp("two_labs")
+    for name in ("fx_a", "fx_b"):
+        (base / "source").mkdir(exist_ok=True)
+        (base / "source" / f"{name}.ipynb").write_bytes(SOURCE.read_bytes())
+    lab = released_lab()
+    for student, (first, second) in TWO_LABS.items():
+        write(base / "subs", student, "fx_a.ipynb", make_submission(lab, first))
+        write(base / "subs", student, "fx_b.ipynb", make_submission(lab, second))
+    limits = Limits(cell_timeout=5.0, notebook_timeout=300.0, memory=3 * 2**30)
+    results, _ = grade(base / "subs", base / "source", jobs=2, limits=limits, tmp_root=base)
+    shutil.copytree(base / "subs" / "leaky", base / "alone" / "leaky")
+    again, _ = grade(base / "alone", base / "source", jobs=1, limits=limits, tmp_root=base)
+    return {(r.student, r.lab): r for r in results}, again, children()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(TWO_LABS))
+def test_a_students_next_lab_sees_nothing_of_the_previous_one(two_labs, student):
+    results, _, _ = two_labs
+    full = {"test-sigmoid": 2, "test-radius": 3, "test-choice": 1, "test-tanh_grad": 2,
+            "test-clamp_all": 2, "test-rotation": 2}
+    a, b = results[(student, "fx_a")], results[(student, "fx_b")]
+    if student == "exiter":
+        assert {t.test: t.points for t in a.tests} == {**full, "test-radius": 0}
+        assert {t.test: t.flags for t in a.tests if t.flags} == {"test-radius": ("kernel_died",)}
+    else:
+        assert {t.test: t.points for t in a.tests} == full and not any(t.flags for t in a.tests)
+    assert not a.flags
+    assert {t.test: t.points for t in b.tests} == full, b.tests
+    assert not b.flags and not any(t.flags for t in b.tests), b
+
+
+@pytest.mark.slow
+def test_same_input_gives_the_same_results_whatever_the_jobs(two_labs):
+    results, again, _ = two_labs
+    assert [(r.student, r.lab, r.flags, r.tests) for r in again] == \
+        [(r.student, r.lab, r.flags, r.tests) for key, r in sorted(results.items())
+         if key[0] == "leaky"]
+
+
+@pytest.mark.slow
+def test_per_student_kernels_leave_nothing_behind(two_labs):
+    _, _, left = two_labs
+    assert left == []
 
 
 @pytest.mark.slow
@@ -348,84 +365,13 @@ def test_real_solutions_score_full_marks_and_released_labs_zero(root, tmp_path):
         lab = read_notebook(tmp_path / "labs" / path.name)
         answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
                    if c.metadata["nbgrader"].get("solution")}
-        _write(submissions, "perfect", path.name, make_submission(lab, answers))
-        _write(submissions, "blank", path.name, lab)
-    results, _ = grade(submissions, root / "solutions", jobs=2)
+        write(submissions, "perfect", path.name, make_submission(lab, answers))
+        write(submissions, "blank", path.name, lab)
+    results, _ = grade(submissions, root / "solutions", jobs=2, tmp_root=tmp_path)
     for result in results:
-        scored = sum(t.points for t in result.tests)
-        maximum = sum(t.max_points for t in result.tests)
-        assert maximum > 0 and not result.flags, (result.student, result.lab, result.flags)
-        expected = maximum if result.student == "perfect" else 0
-        assert scored == expected, (result.student, result.lab,
-                                    [(t.test, t.points, t.message) for t in result.tests])
-
-
-NO_PROCESS = ("import os\n"
-              "def _sleeping():\n"
-              "    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-              "        try:\n"
-              "            if b'sleep' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
-              "                return True\n"
-              "        except OSError:\n"
-              "            pass\n"
-              "    return False\n"
-              "answer_choice = 'x' if _sleeping() else 'b'")
-# student: (lab A's answers, lab B's answers); both labs are the fixture lab, graded in turn
-TWO_LABS = {
-    "leaky": ({**CORRECT, "answer-choice": "from_lab_a = 1\n" + CHOICE},
-              {**CORRECT, "answer-choice": "answer_choice = 'x' if 'from_lab_a' in globals() "
-                                           "else 'b'"}),
-    "exiter": (STUDENTS["exiter"], CORRECT),
-    "trapper": ({**CORRECT, "answer-choice": "import os\nfrom IPython.core.interactiveshell "
-                                             "import InteractiveShell\nInteractiveShell.reset = "
-                                             "lambda *a, **k: os._exit(0)\n" + CHOICE},
-                CORRECT),
-    "strayer": ({**CORRECT, "answer-sigmoid": ESCAPER}, {**CORRECT, "answer-choice": NO_PROCESS}),
-}
-
-
-@pytest.fixture(scope="module")
-def two_labs(tmp_path_factory):
-    """Grade students of two labs (two copies of the fixture lab) with two jobs."""
-    base = tmp_path_factory.mktemp("two_labs")
-    for name in ("fx_a", "fx_b"):
-        (base / "source").mkdir(exist_ok=True)
-        (base / "source" / f"{name}.ipynb").write_bytes(SOURCE.read_bytes())
-    lab = release_notebook(read_notebook(SOURCE), "fx_lab")
-    for student, (first, second) in TWO_LABS.items():
-        _write(base / "subs", student, "fx_a.ipynb", make_submission(lab, first))
-        _write(base / "subs", student, "fx_b.ipynb", make_submission(lab, second))
-    results, _ = grade(base / "subs", base / "source", jobs=2,
-                       limits=Limits(cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT,
-                                     memory=3 * 2**30))
-    processes = _our_processes()
-    for pid, cmdline in processes:
-        if f"sleep {ESCAPE}" in cmdline:
-            os.kill(pid, signal.SIGKILL)
-    return {(r.student, r.lab): r for r in results}, processes
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("student", sorted(TWO_LABS))
-def test_a_students_next_lab_sees_nothing_of_the_previous_one(two_labs, student):
-    if student == "strayer" and not bwrap_available():
-        pytest.skip("needs bwrap: without a PID namespace a detached process escapes")
-    results, _ = two_labs
-    expected_a = {"exiter": ({"test-sigmoid": 2, "test-radius": 0, "test-choice": 1},
-                             {"test-radius": ("kernel_died",)})}
-    points_a, flags_a = expected_a.get(
-        student, ({"test-sigmoid": 2, "test-radius": 3, "test-choice": 1}, {}))
-    a, b = results[(student, "fx_a")], results[(student, "fx_b")]
-    assert {t.test: t.points for t in a.tests} == points_a
-    assert {t.test: t.flags for t in a.tests if t.flags} == flags_a and not a.flags
-    assert {t.test: t.points for t in b.tests} == {"test-sigmoid": 2, "test-radius": 3,
-                                                   "test-choice": 1}, b.tests
-    assert not b.flags and not any(t.flags for t in b.tests), b
-
-
-@pytest.mark.slow
-def test_per_student_kernels_leave_nothing_behind(two_labs):
-    _, processes = two_labs
-    assert [c for _, c in processes if "kernelapp" in c] == []
-    if bwrap_available():
-        assert [c for _, c in processes if ESCAPE in c] == []
+        assert result.max_points > 0 and not result.flags, (result.student, result.lab,
+                                                            result.flags)
+        expected = result.max_points if result.student == "perfect" else 0
+        assert result.points == expected, (result.student, result.lab,
+                                           [(t.test, t.points, t.message) for t in result.tests])
+    assert set(os.listdir(tmp_path)) == {"labs", "submissions"}

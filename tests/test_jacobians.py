@@ -185,6 +185,29 @@ def test_log_norms_are_minus_inf_exactly_where_the_product_is_zero():
     assert (got[:-1] == -math.inf).all() and (got[-1] == 0).all()
 
 
+def test_log_norms_of_a_batch_where_one_product_dies_midway_match_plain_products():
+    """Across many chunks (the product is compressed to its numerical rank between them), one
+    sequence's product is exactly zero before a step that kills every unit, while the other's
+    keeps full rank (a cyclic permutation with unequal gains, every unit active: the product
+    returns to a multiple of I every six steps, and in between its top direction moves)."""
+    model = _model("relu", 1, 6)
+    with torch.no_grad():
+        model.weight_ih_l0.fill_(-1.0)
+        model.bias_ih_l0.fill_(0.5)
+        model.bias_hh_l0.zero_()
+        cycle = torch.eye(6, dtype=F64).roll(1, dims=0)
+        model.weight_hh_l0.copy_(cycle * torch.tensor([0.9, 0.3, 0.9, 0.6, 0.9, 0.3],
+                                                      dtype=F64))
+    x = 0.1 * torch.randn(300, 2, 1, dtype=F64)
+    x[150, 0, 0] = 100.0                                  # step 151 kills every unit of seq 0
+    got = jacobian_log_norms(model, x)
+    plain = torch.linalg.matrix_norm(state_jacobians(model, x), ord=2).log()
+    assert (got[:151, 0] == -math.inf).all() and got[151:, 0].isfinite().all()
+    assert got[:, 1].isfinite().all()
+    _assert_rel(got[151:, 0], plain[151:, 0], rel=1e-9)
+    _assert_rel(got[:, 1], plain[:, 1], rel=1e-9)
+
+
 def test_log_norms_are_finite_with_some_relu_units_dead():
     model = _model("relu", 3, 6)
     with torch.no_grad():
@@ -368,7 +391,7 @@ def test_bad_input_raises(input, exc, match):
 @pytest.mark.parametrize("model, hx, exc, match", [
     (torch.nn.RNN(3, 4), torch.zeros(1, 2, 4), ValueError, r"hx: expected shape \(1, 1, 4\)"),
     (torch.nn.RNN(3, 4), torch.zeros(1, 1, 4, dtype=F64), TypeError, "hx: expected dtype"),
-    (torch.nn.LSTM(3, 4), torch.zeros(1, 1, 4), TypeError, r"hx: expected a tuple \(h0, c0\)"),
+    (torch.nn.LSTM(3, 4), torch.zeros(1, 1, 4), TypeError, r"hx: expected a tuple \(h_0, c_0\)"),
     (torch.nn.LSTM(3, 4), (torch.zeros(1, 1, 4), torch.zeros(1, 1, 5)), ValueError,
      r"hx\[1\]: expected shape \(1, 1, 4\)"),
 ])
@@ -377,7 +400,12 @@ def test_bad_hx_raises(model, hx, exc, match):
         state_jacobians(model, torch.randn(5, 1, 3), hx)
 
 
-@pytest.mark.parametrize("k", [0, 5, 2.0, True])
-def test_lyapunov_rejects_k_outside_one_to_s(k):
-    with pytest.raises(ValueError, match=r"k: expected None or an int in \[1, S=4\]"):
+@pytest.mark.parametrize("k, error, match", [
+    (0, ValueError, r"k: expected None or an int in \[1, S=4\], got 0"),
+    (5, ValueError, r"k: expected None or an int in \[1, S=4\], got 5"),
+    (2.0, TypeError, "k: expected an int, got float"),
+    (True, TypeError, "k: expected an int, got bool"),
+])
+def test_lyapunov_rejects_k_outside_one_to_s(k, error, match):
+    with pytest.raises(error, match=match):
         lyapunov_exponents(torch.nn.RNN(3, 4), torch.randn(5, 1, 3), k=k)

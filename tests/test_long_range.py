@@ -22,7 +22,7 @@ from rnnlab.long_range import (
 from rnnlab.tasks import adding_task, sequential_digits
 from rnnlab.train import SequenceModel, evaluate, fit
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name, cls, extra", [("tanh", torch.nn.RNN, {}),
@@ -125,7 +125,8 @@ def test_diverging_cell_is_reported_and_its_summary_is_strict_json(monkeypatch):
     ({"model": "transformer"}, ValueError, "model: expected one of"),
     ({"seq_len": 20.0}, TypeError, "seq_len: expected an int"),
     ({"seed": -1}, ValueError, "seed: expected an int >= 0"),
-    ({"clip": 0}, ValueError, "clip: expected None or a number > 0"),
+    ({"clip": 0}, ValueError, "clip: expected a finite number > 0"),
+    ({"clip": "1"}, TypeError, "clip: expected a real number"),
     ({"steps": 0}, ValueError, "steps: expected an int >= 1"),
 ])
 def test_run_cell_checks_its_arguments_first(kwargs, error, match):

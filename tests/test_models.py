@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from rnnlab.models import GRU, LSTM, RNN
+from rnnlab.models import GRU, LSTM, RNN, unroll
 
 I, H, P, N, L = 3, 5, 2, 4, 6
 DTYPE = torch.float64
@@ -120,15 +120,100 @@ def test_unroll_is_a_drop_in_for_the_parent_class():
     assert list(model.state_dict()) == list(reference.state_dict())
 
 
-def test_unroll_exposes_every_step_to_autograd():
-    """The loss at the last step depends on h_1 through the graph: grad of h_1 is reachable."""
-    model = RNN(I, H, dtype=DTYPE)
-    x = torch.randn(L, 1, I, dtype=DTYPE)
-    output, _ = model.unroll(x)
-    output.retain_grad()
-    output[-1].sum().backward()
-    per_step = output.grad.norm(dim=(1, 2))
-    assert per_step[-1] > 0 and torch.all(per_step[:-1] == 0)
+def _torch_final(module, x, hx):
+    """The final state of torch's fused module over time-major x from hx (torch's format)."""
+    return module(x, hx)[1]
+
+
+@pytest.mark.parametrize("cls, extra", [(RNN, {"nonlinearity": "tanh"}), (LSTM, {}), (GRU, {})],
+                         ids=["RNN", "LSTM", "GRU"])
+def test_unroll_states_are_torchs_states_after_t_steps(cls, extra):
+    """Entry t of layer l is h_n[l] of torch's fused module run over the first t steps."""
+    model = _make(cls, dict(extra, num_layers=2))
+    x = torch.randn(L, N, I, dtype=DTYPE)
+    hx = _hx(model, True)
+    output, h_n, states = model.unroll(x, hx, return_states=True)
+    assert len(states) == 2 and all(len(per_layer) == L + 1 for per_layer in states)
+    for t in range(1, L + 1):
+        reference = _torch_final(model, x[:t], hx)
+        for layer in range(2):
+            got = states[layer][t]
+            want = tuple(r[layer] for r in reference) if cls is LSTM else reference[layer]
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    initial = tuple(h[1] for h in hx) if cls is LSTM else hx[1]
+    torch.testing.assert_close(states[1][0], initial, rtol=0, atol=0)
+
+
+def test_unroll_reverse_states_count_steps_of_the_reverse_direction():
+    """Entry t of the reverse direction: t steps back from the end, i.e. over x[T-t:]."""
+    model = _make(GRU, {"bidirectional": True})
+    x = torch.randn(L, N, I, dtype=DTYPE)
+    _, _, states = model.unroll(x, return_states=True)
+    for t in range(1, L + 1):
+        torch.testing.assert_close(states[1][t], _torch_final(model, x[L - t:], None)[1],
+                                   rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls, extra", [(RNN, {"nonlinearity": "tanh"}), (LSTM, {}), (GRU, {})],
+                         ids=["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
+def test_unroll_state_gradients_are_total_derivatives_of_the_loss(cls, extra, batched):
+    """grad(L, states[0][t]) against autograd of the loss rebuilt from s_t by torch's module.
+
+    L = sum_k <w_k, h_k>. Written as a function of the state s_t alone, L = <w_t, h_t> +
+    sum_{k>t} <w_k, h_k(s_t)> (+ the steps before t, which do not depend on s_t), where
+    h_k(s_t) comes from torch's fused module run from s_t over x_{t+1..k}.
+    """
+    model = _make(cls, extra)
+    x = torch.randn(L, N, I, dtype=DTYPE) if batched else torch.randn(L, I, dtype=DTYPE)
+    w = torch.randn(L, *x.shape[1:-1], H, dtype=DTYPE)
+    output, _, (states,) = model.unroll(x, return_states=True)
+    loss = (w * output).sum()
+    got = torch.autograd.grad(loss, [part for s in states[1:] for part in _parts(s)],
+                              allow_unused=True, materialize_grads=True)   # c_T: no later step
+    got = [got[i:i + len(_parts(states[1]))] for i in range(0, len(got), len(_parts(states[1])))]
+    for t in range(1, L + 1):
+        start = [part.detach().requires_grad_() for part in _parts(states[t])]
+
+        def rebuilt(*s, t=t):
+            h_t = s[0]
+            value = (w[t - 1] * h_t).sum()
+            if t < L:
+                hx = tuple(p.unsqueeze(0) for p in s) if cls is LSTM else h_t.unsqueeze(0)
+                value = value + (w[t:] * model(x[t:], hx)[0]).sum()
+            return value
+
+        want = torch.autograd.grad(rebuilt(*start), start, allow_unused=True,
+                                   materialize_grads=True)
+        for a, b in zip(got[t - 1], want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def _parts(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def test_unroll_states_of_a_packed_sequence_hold_the_last_state_after_its_end():
+    model = _make(LSTM, {})
+    lengths = torch.tensor([3, 6, 1, 4])
+    packed = pack_padded_sequence(torch.randn(L, N, I, dtype=DTYPE), lengths,
+                                  enforce_sorted=False)
+    _, (h_n, c_n), (states,) = model.unroll(packed, return_states=True)
+    for b, length in enumerate(lengths.tolist()):
+        for t in range(length, L + 1):
+            torch.testing.assert_close(states[t][0][b], h_n[0, b], rtol=0, atol=0)
+            torch.testing.assert_close(states[t][1][b], c_n[0, b], rtol=0, atol=0)
+
+
+def test_unroll_function_runs_torchs_own_module():
+    reference = torch.nn.GRU(I, H, num_layers=2, dtype=DTYPE).eval()
+    x = torch.randn(L, N, I, dtype=DTYPE)
+    output, h_n = unroll(reference, x)
+    want_output, want_h_n = reference(x)
+    torch.testing.assert_close(output, want_output, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(h_n, want_h_n, rtol=1e-10, atol=1e-12)
+    with pytest.raises(TypeError, match="module: expected a torch.nn.RNN, LSTM or GRU"):
+        unroll(torch.nn.Linear(I, H), x)
 
 
 def test_unroll_applies_dropout_between_layers_in_training_mode():

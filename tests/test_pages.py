@@ -121,3 +121,24 @@ def test_prose_numbers_come_from_the_page(path):
     assert typed == [], (f"{path.name}: numbers typed into the prose; glue them from the "
                          f"page's outputs (rnnlab.notebook.glue) or write a parameter as math: "
                          f"{typed}")
+
+
+NOTEBOOKS = sorted(p for folder in ("chapters", "solutions", "labs")
+                   for p in (ROOT / folder).glob("*.ipynb"))
+DEVICE_PINNED = [
+    (re.compile(r"""device\s*=\s*["'](cpu|cuda)|torch\.device\(\s*["'](cpu|cuda)"""),
+     "a hard-coded device (use rnnlab's default_device(), returned by setup())"),
+    (re.compile(r"\.cuda\(|\.to\(\s*[\"']cuda"), "a hard-coded GPU (use default_device())"),
+    (re.compile(r"(?<!\.cpu\(\))\.numpy\(\)"),
+     ".numpy() on a tensor that may live on the GPU (.cpu().numpy(), .tolist() or .item())"),
+]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS])
+def test_notebook_runs_on_either_kernel(path):
+    """The same notebook runs on the CPU kernel and on rnnlab-cuda: nothing pins a device."""
+    found = [f"cell {i}: {why}: {line.strip()[:70]}"
+             for i, cell in enumerate(_code_cells(path))
+             for line in cell.source.splitlines()
+             for pattern, why in DEVICE_PINNED if pattern.search(line.split("#")[0])]
+    assert found == [], f"{path.name}: {found}"

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from rnnlab.cli import main
+from rnnlab.grading.labs import release, release_notebook, release_source
 from rnnlab.grading.notebook import parse_lab, read_notebook
-from rnnlab.grading.release import release, release_notebook, release_source
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "solutions"
 

@@ -81,7 +81,9 @@ _MEASURE = """() => {
             overlap, text: text(div)};
   });
   const links = [...document.querySelectorAll("a[href]")].map((a) => a.href);
-  return {column, wide, images, equations, links,
+  const download = [...document.querySelectorAll("a.btn-download-source-button")]
+    .map((a) => a.getAttribute("href"));
+  return {column, wide, images, equations, links, download,
           merror: document.querySelectorAll("mjx-merror").length,
           visibleNbval: /NBVAL/.test(article.innerText)};
 }"""
@@ -139,9 +141,9 @@ def _open(browser, url: str, base: str, width: int):
             request_route.abort()
 
     page.route("**/*", route)
-    page.goto(url, wait_until="load")
+    page.goto(url, wait_until="load", timeout=120_000)
     if page.evaluate("() => !!document.querySelector('script[src*=\"mathjax\" i]')"):
-        page.wait_for_function("() => window.MathJax?.startup?.promise", timeout=30_000)
+        page.wait_for_function("() => window.MathJax?.startup?.promise", timeout=120_000)
         page.evaluate("() => MathJax.startup.promise")
     return page, context, errors, foreign
 
@@ -176,7 +178,8 @@ def test_page_reads_well_in_a_browser(book, site, browser, page_path, width):
         found = page.evaluate(_MEASURE)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         name = page_path.replace("/", "_")
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True,
+                        timeout=120_000)             # long pages on a loaded machine
     finally:
         context.close()
 
@@ -192,6 +195,9 @@ def test_page_reads_well_in_a_browser(book, site, browser, page_path, width):
             f"{page_path}: image {image['src']} is not a numbered figure ({image['caption']!r})"
         assert len(image["caption"]) > len(image["number"]) + 10, \
             f"{page_path}: figure {image['number']} has no real caption: {image['caption']!r}"
+    if (ROOT / f"{page_path}.ipynb").is_file():     # a notebook page offers its notebook
+        assert any(href.endswith(f"_sources/{page_path}.ipynb") for href in found["download"]), \
+            f"{page_path}: no download of the notebook ({found['download']})"
     missing = _missing_targets(book, page_path, found["links"], site)
     assert missing == [], f"{page_path}: links to nothing: {missing}"
     if width >= 1000:

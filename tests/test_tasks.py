@@ -102,14 +102,14 @@ def test_adding_baseline_is_one_sixth_by_monte_carlo():
     assert abs(y.mean().item() - 1.0) < 0.005        # 1 is the best constant
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"batch_size": 0, "seq_len": 5}, "batch_size"),
-    ({"batch_size": 2, "seq_len": 1}, "seq_len"),
-    ({"batch_size": 2.0, "seq_len": 5}, "batch_size"),
-    ({"batch_size": True, "seq_len": 5}, "batch_size"),
+@pytest.mark.parametrize("kwargs, error, name", [
+    ({"batch_size": 0, "seq_len": 5}, ValueError, "batch_size"),
+    ({"batch_size": 2, "seq_len": 1}, ValueError, "seq_len"),
+    ({"batch_size": 2.0, "seq_len": 5}, TypeError, "batch_size"),
+    ({"batch_size": True, "seq_len": 5}, TypeError, "batch_size"),
 ])
-def test_adding_problem_rejects_bad_sizes(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+def test_adding_problem_rejects_bad_sizes(kwargs, error, name):
+    with pytest.raises(error, match=name):
         adding_problem(**kwargs)
 
 

@@ -4,6 +4,10 @@ The grader talks to the kernel only on the shell channel (execute requests and r
 IPC sockets in the sandbox's shared directory). It never subscribes to IOPub, so whatever the
 student prints is dropped by the kernel's publisher and cannot fill the grader's memory or be
 mistaken for a result; results of proxied calls travel through files (see :mod:`remote`).
+A reply larger than :data:`MAX_MESSAGE_BYTES` is dropped by ZeroMQ before it reaches the
+grader's memory (the execution then times out), and while it waits the grader watches the
+shared directory: more than :data:`MAX_SHARED_BYTES` there (the only place on the host's disk
+the kernel can write) kills the kernel with the outcome ``memory``.
 """
 
 from __future__ import annotations
@@ -20,16 +24,55 @@ import zmq
 from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
+from rnnlab.grading.limits import MAX_RESULT_BYTES
 from rnnlab.grading.sandbox import Sandbox
 
-__all__ = ["Outcome", "StudentKernel"]
+__all__ = ["Outcome", "StudentKernel", "MAX_MESSAGE_BYTES", "MAX_SHARED_BYTES"]
 
 _POLL = 0.05
+_WATCH = 0.5                       # seconds between two looks at the shared directory
+MAX_MESSAGE_BYTES = 16 * 2**20
+MAX_SHARED_BYTES = 2 * MAX_RESULT_BYTES + 16 * 2**20
+_MAX_SHARED_ENTRIES = 1000
+
+
+def _context() -> zmq.Context:
+    """One ZeroMQ context for student kernels: its sockets refuse oversized messages."""
+    global _CONTEXT
+    if _CONTEXT is None or _CONTEXT.closed:
+        _CONTEXT = zmq.Context()
+        _CONTEXT.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    return _CONTEXT
+
+
+_CONTEXT: zmq.Context | None = None
+
+
+def shared_bytes(directory: os.PathLike | str) -> int:
+    """Disk bytes under ``directory`` (``MAX_SHARED_BYTES + 1`` if it holds too many entries)."""
+    total, count, stack = 0, 0, [os.fspath(directory)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            count += 1
+            if count > _MAX_SHARED_ENTRIES:
+                return MAX_SHARED_BYTES + 1
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            total += info.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    return total
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one execution: ``status`` is ok, error, timeout or died."""
+    """What happened to one execution: ``status`` is ok, error, timeout, died or memory."""
 
     status: str
     ename: str = ""
@@ -37,6 +80,8 @@ class Outcome:
 
     @property
     def memory(self) -> bool:
+        if self.status == "memory":
+            return True
         text = self.evalue.lower()
         return self.ename == "MemoryError" or "can't allocate memory" in text \
             or "out of memory" in text or "bad_alloc" in text
@@ -58,6 +103,7 @@ class StudentKernel:
         self.process: subprocess.Popen | None = None
         self.client: BlockingKernelClient | None = None
         self.name = ""
+        self._oom_kills = 0
 
     def start(self, deadline: float) -> Outcome:
         """Start the kernel and wait until it answers (``died``/``timeout`` if it does not)."""
@@ -70,11 +116,9 @@ class StudentKernel:
         ports = {k: info[k] for k in info if k.endswith("_port")}
         write_connection_file(str(inside_file), transport="ipc", ip=inside_ip,
                               key=info["key"].encode(), **ports)
-        self.process = subprocess.Popen(
-            self.sandbox.command(inside_file), env=self.sandbox.environment(),
-            cwd=self.sandbox.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
-        self.client = BlockingKernelClient(context=zmq.Context.instance())
+        self._oom_kills = self.sandbox.oom_kills()
+        self.process = self.sandbox.start(inside_file)
+        self.client = BlockingKernelClient(context=_context())
         self.client.load_connection_file(info_file)
         self.client.start_channels(shell=True, iopub=False, stdin=False, hb=False,
                                    control=False)
@@ -84,7 +128,7 @@ class StudentKernel:
     def execute(self, code: str, deadline: float, silent: bool = False) -> Outcome:
         """Run ``code`` and wait for its reply until ``deadline`` (``time.monotonic()``)."""
         if not self.alive():
-            return Outcome("died")
+            return self._died()
         msg_id = self.client.execute(code, silent=silent, store_history=False,
                                      allow_stdin=False, stop_on_error=False)
         return self._wait(msg_id, deadline)
@@ -92,16 +136,27 @@ class StudentKernel:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def _died(self) -> Outcome:
+        """``memory`` if the control group's OOM killer ended the kernel, else ``died``."""
+        return Outcome("memory" if self.sandbox.oom_kills() > self._oom_kills else "died")
+
     def _wait(self, msg_id: str, deadline: float) -> Outcome:
+        watch = time.monotonic() + _WATCH
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return Outcome("timeout")
+            if now >= watch:
+                watch = now + _WATCH
+                if shared_bytes(self.sandbox.ipc) > MAX_SHARED_BYTES:
+                    self.kill(grace=0.0)
+                    return Outcome("memory")
             try:
                 reply = self.client.get_shell_msg(timeout=min(_POLL, remaining))
             except queue.Empty:
                 if not self.alive():
-                    return Outcome("died")
+                    return self._died()
                 continue
             if reply.get("parent_header", {}).get("msg_id") != msg_id:
                 continue

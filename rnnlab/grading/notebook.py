@@ -13,7 +13,10 @@ test       code, ``grade: true``                         grader process only (an
 markdown   markdown (instructor text or free answer)     nowhere
 =========  ============================================  ==========================================
 
-A cell tagged ``skip-grading`` (``cell.metadata.tags``) is run by nobody at grading time.
+A cell tagged ``skip-grading`` (``cell.metadata.tags``) is run by nobody at grading time. An
+answer cell may declare what its answers must not call, as dotted names in
+``cell.metadata.rnnlab.forbidden`` (e.g. ``["torch.autograd.grad", "rnnlab.cells"]``: a function,
+a class, a module or a C function; see :mod:`rnnlab.grading.recorder`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class LabCell:
     locked: bool
     skip: bool           # tagged skip-grading
     cell_type: str       # "code" | "markdown"
+    forbidden: tuple[str, ...] = ()     # what an answer cell's answers must not call
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,20 @@ def defined_names(source: str) -> tuple[str, ...]:
 
 
 _GRADE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _forbidden(cell: nbformat.NotebookNode, kind: str, where: str) -> tuple[str, ...]:
+    declared = cell.get("metadata", {}).get("rnnlab", {})
+    names = declared.get("forbidden", []) if isinstance(declared, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) and _DOTTED.match(n)
+                                              for n in names):
+        raise ValueError(f"{where}: expected metadata.rnnlab.forbidden to be a list of dotted "
+                         f"names, got {names!r}")
+    if names and kind != "answer":
+        raise ValueError(f"{where}: expected forbidden calls on an answer cell only, got "
+                         f"them on a {kind} cell")
+    return tuple(names)
 
 
 def _kind(cell: nbformat.NotebookNode, meta: dict, where: str) -> str:
@@ -146,8 +164,9 @@ def parse_lab(notebook: nbformat.NotebookNode, name: str) -> LabNotebook:
 
     Raises:
         ValueError: a cell without nbgrader metadata, a bad or duplicate ``grade_id``, a test
-            without positive ``points``, an answer tagged ``skip-grading``, unbalanced markers
-            or markers in the wrong kind of cell. The message names the notebook and cell.
+            without positive ``points``, an answer tagged ``skip-grading``, unbalanced markers,
+            markers in the wrong kind of cell, or a malformed ``forbidden`` declaration. The
+            message names the notebook and cell.
     """
     cells: list[LabCell] = []
     seen: set[str] = set()
@@ -180,5 +199,6 @@ def parse_lab(notebook: nbformat.NotebookNode, name: str) -> LabNotebook:
         if hidden and kind != "test":
             raise ValueError(f"{where}: {BEGIN_HIDDEN!r} outside a test cell")
         locked = bool(meta.get("locked", kind != "answer"))
-        cells.append(LabCell(kind, grade_id, source, points, locked, skip, cell.cell_type))
+        cells.append(LabCell(kind, grade_id, source, points, locked, skip, cell.cell_type,
+                             _forbidden(cell, kind, where)))
     return LabNotebook(name, tuple(cells), notebook)

@@ -18,13 +18,18 @@ standard library; torch and NumPy are used only if already imported.
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
 import os
 import sys
 
-__all__ = ["encode", "decode", "dumps", "loads", "serve", "reset", "MAX_DEPTH"]
+__all__ = ["encode", "decode", "dumps", "loads", "serve", "reset", "MAX_DEPTH", "MAX_ITEMS"]
 
 MAX_DEPTH = 32
+MAX_ITEMS = 2**18
+"""The most list/dict items a decoded text may hold (a small text of empty lists would
+otherwise cost the grader far more memory and time than its size); more data travels as a
+tensor or an array."""
 _TORCH_DTYPES = (
     "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
     "float64", "complex64", "complex128",
@@ -40,7 +45,9 @@ def _tensor(value):
     if name not in _TORCH_DTYPES or value.layout != torch.strided:
         raise TypeError(f"not plain data: tensor of dtype {value.dtype}, layout {value.layout}")
     plain = value.detach().to("cpu").as_subclass(torch.Tensor).contiguous()
-    raw = plain.reshape(-1).view(torch.uint8).numpy().tobytes() if plain.numel() else b""
+    # read the bytes directly: .numpy() would leave the caller's storage unresizable
+    raw = ctypes.string_at(plain.data_ptr(), plain.numel() * plain.element_size()) \
+        if plain.numel() else b""
     return {"__tensor__": {"dtype": name, "shape": list(plain.shape),
                            "data": base64.b64encode(raw).decode("ascii")}}
 
@@ -147,7 +154,16 @@ def dumps(value) -> str:
 
 
 def loads(text: str):
-    """Decode a JSON text made by :func:`dumps`; ``ValueError`` on anything else."""
+    """Decode a JSON text made by :func:`dumps`; ``ValueError`` on anything else.
+
+    Raises:
+        ValueError: not such a text, or more than :data:`MAX_ITEMS` items (counted before
+            decoding, from the separators: a tensor's data is one string).
+    """
+    items = text.count(",") + text.count("[") + text.count("{")
+    if items > MAX_ITEMS:
+        raise ValueError(f"text: expected at most {MAX_ITEMS} items, got about {items}")
+
     def hook(obj):
         if set(obj) == {"dtype", "shape", "data"}:     # the spec inside a tensor or array tag
             return obj
@@ -165,22 +181,47 @@ def _error(exc: BaseException) -> dict:
                       or "can't allocate memory" in message or "out of memory" in message}}
 
 
+def _call(namespace: dict, request: dict) -> dict:
+    function = namespace[request["name"]]
+    args, kwargs = loads(request["args"]), loads(request["kwargs"])
+    before = dumps([args, kwargs])
+    forbidden = request.get("forbidden") or []
+    if forbidden:
+        from rnnlab.grading.recorder import Recorder
+
+        with Recorder(forbidden) as recorder:
+            value = function(*args, **kwargs)
+        calls = sorted(recorder.hits)
+    else:
+        value, calls = function(*args, **kwargs), []
+    envelope = {"ok": dumps(value), "args": None}
+    try:
+        after = dumps([args, kwargs])
+        if after != before:
+            envelope["args"] = after
+    except (TypeError, ValueError):
+        envelope["args"] = "not plain data"
+    if calls:
+        envelope["forbidden"] = calls
+    return envelope
+
+
 def serve(namespace: dict, request_path: str) -> None:
     """Kernel side: answer the request in ``request_path`` and write its result file.
 
-    A request is ``{"op": "call", "name", "args", "kwargs", "result"}`` (call the answer and
-    encode what it returns) or ``{"op": "describe", "names", "result"}`` (for each answer name:
-    ``"callable"``, ``"missing"`` or its plain value). The result file gets ``{"ok": value}``
-    or ``{"error": {...}}``; it is written to a temporary name and renamed, so the grader never
-    reads half a file.
+    A request is ``{"op": "call", "name", "args", "kwargs", "forbidden", "result"}`` or
+    ``{"op": "describe", "names", "result"}``. A call's result file gets the *envelope*
+    ``{"ok": value, "args": arguments after the call or null if unchanged, "forbidden": [calls
+    made that the request forbids]}`` (:mod:`rnnlab.grading.recorder`); a description's gets
+    ``{"ok": {name: {"kind": "callable" | "missing" | "value", "value": …}}}``; an exception
+    gives ``{"error": {...}}``. The file is written to a temporary name and renamed, so the
+    grader never reads half a file.
     """
     with open(request_path, encoding="utf-8") as handle:
         request = json.load(handle)
     try:
         if request["op"] == "call":
-            function = namespace[request["name"]]
-            args, kwargs = loads(request["args"]), loads(request["kwargs"])
-            value = function(*args, **kwargs)
+            envelope = _call(namespace, request)
         else:
             value = {}
             for name in request["names"]:
@@ -190,7 +231,8 @@ def serve(namespace: dict, request_path: str) -> None:
                     value[name] = {"kind": "callable"}
                 else:
                     value[name] = {"kind": "value", "value": namespace[name]}
-        text = json.dumps({"ok": dumps(value)})
+            envelope = {"ok": dumps(value)}
+        text = json.dumps(envelope)
     except BaseException as exc:     # the student's code may raise anything, even SystemExit
         text = json.dumps(_error(exc))
     partial = request["result"] + ".part"

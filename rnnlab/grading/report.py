@@ -2,32 +2,27 @@
 
 ``grades.csv`` has the header ``student,lab,test,points,max_points,flags``: one row per
 student × lab × graded test, sorted, flags ``;``-separated (the notebook's flags — missing,
-tampered, not_submitted, unreadable, and what happened while its set-up and answer cells ran —
-plus what happened during that test). Points are written as ``2`` or ``1.5``, never ``2.0``.
+tampered, not_submitted, not_regular, unreadable, invalid, and what happened while its set-up
+and answer cells ran — plus what happened during that test). Points are written as ``2`` or
+``1.5``, never ``2.0``. Feedback is Markdown in which every piece of text is escaped
+(:func:`escape`): nothing in it renders as a link, an image, HTML or formatting.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import json
+import re
 from pathlib import Path
 
-from rnnlab.grading.runner import NotebookResult, TestResult
+from rnnlab.grading.results import FLAG_MEANINGS, NotebookResult, TestResult
 
 __all__ = ["HEADER", "rows", "write_grades", "write_summary", "write_details", "read_details",
-           "feedback_markdown", "write_feedback", "FLAG_MEANINGS"]
+           "feedback_markdown", "write_feedback", "escape"]
 
 HEADER = ("student", "lab", "test", "points", "max_points", "flags")
-FLAG_MEANINGS = {
-    "error": "your code raised an error or returned something that is not plain data",
-    "kernel_died": "your code stopped the Python kernel (os._exit, a crash, a killed process)",
-    "memory": "your code ran out of the memory allowed",
-    "missing": "an answer cell was deleted or lost its metadata; it counted as unanswered",
-    "not_submitted": "no notebook was submitted for this lab",
-    "tampered": "a locked cell was edited or deleted; the original was used",
-    "timeout": "your code took longer than the time allowed",
-    "unreadable": "the submitted file is not a readable notebook",
-}
+_MARKDOWN = re.compile(r"([\\`*_\[\]~|])")
 
 
 def _number(value: float) -> str:
@@ -95,26 +90,36 @@ def read_details(path: str | Path) -> list[NotebookResult]:
             for d in data]
 
 
+def escape(text: str) -> str:
+    """``text`` as literal Markdown inside a line: ``&``, ``<``, ``>`` as HTML entities, the
+    characters of emphasis, code, links and tables backslash-escaped, whitespace (newlines
+    included) collapsed to single spaces."""
+    text = html.escape(" ".join(str(text).split()), quote=False)
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
 def feedback_markdown(student: str, results: list[NotebookResult]) -> str:
     """One student's feedback: per lab, points and each failed check.
 
-    Visible tests are described by their ``check`` description and assertion message; hidden
-    ones only as "hidden test N failed". No test code and no solution text appear.
+    Visible tests are described by their ``check`` description and the failing assertion's
+    message as the instructor wrote it (:mod:`rnnlab.grading.messages`); hidden ones only as
+    "hidden test N failed". No test code, no solution text and nothing the student's code
+    produced appear, and all text is escaped.
     """
-    lines = [f"# Feedback for {student}", ""]
+    lines = [f"# Feedback for {escape(student)}", ""]
     for result in sorted(results, key=lambda r: r.lab):
-        scored = sum(t.points for t in result.tests)
-        total = sum(t.max_points for t in result.tests)
-        lines += [f"## {result.lab}: {_number(scored)} / {_number(total)} points", ""]
+        lines += [f"## {escape(result.lab)}: {_number(result.points)} / "
+                  f"{_number(result.max_points)} points", ""]
         for flag in sorted(result.flags):
-            lines.append(f"- **{flag}**: {FLAG_MEANINGS.get(flag, flag)}")
+            lines.append(f"- **{escape(flag)}**: {escape(FLAG_MEANINGS.get(flag, flag))}")
         for test in result.tests:
             mark = "✓" if test.points == test.max_points else "✗"
-            line = f"- {mark} `{test.test}` ({_number(test.points)}/{_number(test.max_points)})"
+            line = (f"- {mark} {escape(test.test)} ({_number(test.points)}/"
+                    f"{_number(test.max_points)})")
             if test.message:
-                line += f": {test.message}"
+                line += f": {escape(test.message)}"
             if test.flags:
-                line += f" [{', '.join(test.flags)}]"
+                line += f" [{escape(', '.join(test.flags))}]"
             lines.append(line)
         lines.append("")
     return "\n".join(lines)

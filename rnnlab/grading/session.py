@@ -22,53 +22,16 @@ import tempfile
 import time
 import uuid
 
-from rnnlab.grading import remote
+from rnnlab.grading.answers import GradingEvent
 from rnnlab.grading.kernel import Outcome, StudentKernel
+from rnnlab.grading.limits import MAX_RESULT_BYTES, Limits
 from rnnlab.grading.sandbox import Sandbox
 
-__all__ = ["Limits", "KernelSession", "GradingEvent", "MAX_RESTARTS", "MAX_RESULT_BYTES", "RESET"]
+__all__ = ["KernelSession", "MAX_RESTARTS", "RESET", "flag_of"]
 
 MAX_RESTARTS = 3
-MAX_RESULT_BYTES = 64 * 2**20
 RESET = "__import__('rnnlab.grading.remote', fromlist=['reset']).reset(get_ipython())"
 """What a reused kernel runs between two labs (:func:`rnnlab.grading.remote.reset`)."""
-
-
-class Limits:
-    """Limits of one submission.
-
-    Args:
-        cell_timeout: seconds for each answer cell and each test (all its calls together).
-        notebook_timeout: wall-clock seconds for one lab of a student, restarts included (a
-            student's labs share a kernel, but each lab has its own clock).
-        memory: address-space limit of the kernel, in bytes.
-        setup_timeout: seconds for a kernel to start and for each instructor set-up cell
-            (importing torch on a loaded machine can take longer than a student's cell may).
-    """
-
-    def __init__(self, cell_timeout: float = 60.0, notebook_timeout: float = 600.0,
-                 memory: int = 4 * 2**30, setup_timeout: float = 120.0):
-        for name, value in (("cell_timeout", cell_timeout), ("setup_timeout", setup_timeout),
-                            ("notebook_timeout", notebook_timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
-        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 2**28:
-            raise ValueError(f"memory: expected an int number of bytes >= 256 MiB, got {memory!r}")
-        self.cell_timeout = float(cell_timeout)
-        self.notebook_timeout = float(notebook_timeout)
-        self.setup_timeout = float(setup_timeout)
-        self.memory = memory
-
-
-class GradingEvent(BaseException):
-    """Raised into a test when the student's side failed; ``flag`` names what happened.
-
-    A ``BaseException``, so a test's ``except Exception`` cannot swallow a timeout.
-    """
-
-    def __init__(self, flag: str, message: str):
-        super().__init__(message)
-        self.flag = flag
 
 
 def flag_of(outcome: Outcome) -> str | None:
@@ -77,6 +40,8 @@ def flag_of(outcome: Outcome) -> str | None:
         return "timeout"
     if outcome.status == "died":
         return "kernel_died"
+    if outcome.status == "memory":
+        return "memory"
     if outcome.status == "error":
         if outcome.memory:
             return "memory"
@@ -91,12 +56,18 @@ class KernelSession:
         limits: time and memory limits.
         isolated: run kernels under bwrap.
         threads: CPU threads of the kernel.
+        cpus: CPUs to pin the kernel to where there are no control groups (``None``: any).
+        tmp_root: where the sandboxes' private directories are made (``None``: the system's
+            temporary directory).
     """
 
-    def __init__(self, limits: Limits, isolated: bool, threads: int = 1):
+    def __init__(self, limits: Limits, isolated: bool, threads: int = 1,
+                 cpus: list[int] | None = None, tmp_root: str | None = None):
         self.limits = limits
         self.isolated = isolated
         self.threads = threads
+        self.cpus = cpus
+        self.tmp_root = tmp_root
         self.kernel: StudentKernel | None = None
         self.sandbox: Sandbox | None = None
         self.starts = 0               # kernels started, for all labs together
@@ -152,16 +123,16 @@ class KernelSession:
             self.broken = "kernel_died"
             return Outcome("died")
         self.starts += 1
-        root = tempfile.mkdtemp(prefix="rnnlab-grade-")
-        self.sandbox = Sandbox(root, self.isolated, self.limits.memory, self.threads)
+        root = tempfile.mkdtemp(prefix="rnnlab-grade-", dir=self.tmp_root)
+        self.sandbox = Sandbox(root, self.isolated, self.limits, self.threads, self.cpus)
         self.kernel = StudentKernel(self.sandbox, startup_timeout=self.limits.setup_timeout)
         outcome = self.kernel.start(self.deadline)
         if outcome.status != "ok":
             return self._fail(outcome)
         for source, setup in self.history:
             outcome = self.kernel.execute(source, self.cell_deadline(setup))
-            if outcome.status in ("timeout", "died"):
-                self.broken = "timeout" if outcome.status == "timeout" else "kernel_died"
+            if outcome.status in ("timeout", "died", "memory"):
+                self.broken = flag_of(outcome)
                 return self._fail(outcome)
         return Outcome("ok")
 
@@ -172,21 +143,20 @@ class KernelSession:
             return outcome
         self._dirty = True
         outcome = self.kernel.execute(source, self.cell_deadline(setup))
-        if outcome.status in ("timeout", "died"):
+        if outcome.status in ("timeout", "died", "memory"):
             return self._fail(outcome)
         self.history.append((source, setup))
         return outcome
 
-    def request(self, payload: dict, deadline: float):
-        """Send a request to :func:`remote.serve` in the kernel; return its decoded ``ok`` value.
+    def request(self, payload: dict, deadline: float) -> str:
+        """Send a request to :func:`remote.serve` in the kernel; return its envelope's text.
 
         Raises:
-            GradingEvent: timeout, kernel_died, memory or error (the student's exception,
-                a non-plain result, or no result at all).
+            GradingEvent: timeout, kernel_died, memory, or error (no usable result file).
         """
         outcome = self.ensure()
         if outcome.status != "ok":
-            raise GradingEvent(flag_of(outcome), "the student's kernel is not available")
+            raise GradingEvent(flag_of(outcome) or "error", "the kernel is not available")
         self._dirty = True
         token = uuid.uuid4().hex
         request_file = self.sandbox.ipc / f"request-{token}.json"
@@ -195,27 +165,19 @@ class KernelSession:
         request_file.write_text(json.dumps(payload), encoding="utf-8")
         code = (f"__import__('rnnlab.grading.remote', fromlist=['serve']).serve("
                 f"globals(), {self.sandbox.inside(request_file)!r})")
-        outcome = self.kernel.execute(code, deadline, silent=True)
-        if outcome.status in ("timeout", "died"):
-            self._fail(outcome)
-            raise GradingEvent(flag_of(outcome), "timed out" if outcome.status == "timeout"
-                               else "the kernel died")
-        if not result_file.is_file() or result_file.stat().st_size > MAX_RESULT_BYTES:
-            raise GradingEvent("memory" if outcome.memory else "error",
-                               "the call returned no usable result")
         try:
-            envelope = json.loads(result_file.read_text(encoding="utf-8"))
-            if not isinstance(envelope, dict) or set(envelope) not in ({"ok"}, {"error"}):
-                raise ValueError("expected an object with one key, ok or error")
-            value = None if "error" in envelope else remote.loads(envelope["ok"])
-        except (ValueError, TypeError, RecursionError) as exc:
-            raise GradingEvent("error", f"the result is not plain data ({exc})") from exc
+            outcome = self.kernel.execute(code, deadline, silent=True)
+            if outcome.status in ("timeout", "died", "memory"):
+                self._fail(outcome)
+                raise GradingEvent(flag_of(outcome), _EVENTS[outcome.status])
+            if result_file.is_symlink() or not result_file.is_file() \
+                    or result_file.stat().st_size > MAX_RESULT_BYTES:
+                raise GradingEvent("memory" if outcome.memory else "error",
+                                   "the call returned no usable result")
+            return result_file.read_text(encoding="utf-8", errors="replace")
         finally:
             result_file.unlink(missing_ok=True)
             request_file.unlink(missing_ok=True)
-        if "error" in envelope:
-            raise StudentException.from_error(envelope["error"])
-        return value
 
     def close(self, grace: float = 1.0) -> None:
         """Stop the kernel (``grace`` seconds to exit by itself) and delete its directory."""
@@ -226,23 +188,5 @@ class KernelSession:
         self.sandbox = None
 
 
-class StudentException(Exception):
-    """Carries an exception raised by the student's code (type name and message only)."""
-
-    @staticmethod
-    def from_error(error) -> BaseException:
-        if not isinstance(error, dict):
-            return GradingEvent("error", "the result is malformed")
-        name, message = str(error.get("type", "")), str(error.get("message", ""))
-        if error.get("memory") is True:
-            return GradingEvent("memory", f"{name}: {message}")
-        if name == "TypeError" and message.startswith("not plain data"):
-            return GradingEvent("error", f"the answer returned {message[4:]}")
-        builtin = _BUILTIN_ERRORS.get(name)
-        return builtin(message) if builtin else StudentException(f"{name}: {message}")
-
-
-_BUILTIN_ERRORS = {cls.__name__: cls for cls in (
-    ArithmeticError, AssertionError, AttributeError, IndexError, KeyError, LookupError,
-    NameError, NotImplementedError, OverflowError, RecursionError, RuntimeError, TypeError,
-    ValueError, ZeroDivisionError)}
+_EVENTS = {"timeout": "timed out", "died": "the kernel died",
+           "memory": "ran out of memory"}

@@ -1,0 +1,183 @@
+"""``rnnlab grade``: grade ``SUBMISSIONS/<student>/<lab>.ipynb`` against ``SOURCE/<lab>.ipynb``.
+
+Every student (:func:`rnnlab.grading.submissions.students`) is graded on every lab of SOURCE; a
+lab the student did not submit scores 0 with the flag ``not_submitted``. Students are graded
+independently — each in a kernel and sandbox of their own, reused for their labs in turn
+(:func:`rnnlab.grading.runner.grade_student`) — by ``jobs`` worker processes, each with one
+checker process for the tests; results do not depend on ``jobs`` or on the order in which
+workers finish. Whatever goes wrong with one student's grading is that student's flag.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import multiprocessing
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from rnnlab.grading.checker import Checker, SourceError
+from rnnlab.grading.labs import lab_paths
+from rnnlab.grading.limits import Limits
+from rnnlab.grading.notebook import LabNotebook, parse_lab, read_notebook
+from rnnlab.grading.results import NotebookResult, TestResult
+from rnnlab.grading.runner import GRADER_FAILED, grade_student
+from rnnlab.grading.sandbox import support
+from rnnlab.grading.submissions import students
+
+__all__ = ["grade", "parse_memory", "SandboxUnavailable", "tasks", "by_student"]
+
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+class SandboxUnavailable(RuntimeError):
+    """bwrap (or its seccomp filter) is missing or unusable and the caller required it."""
+
+
+def parse_memory(text: str | int) -> int:
+    """``"4G"``, ``"4GiB"``, ``"512M"`` or a number of bytes → bytes (powers of 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _MEMORY.match(str(text))
+    if not match:
+        raise ValueError(f"memory: expected a size such as 4G, 512M or bytes, got {text!r}")
+    scale = 1024 ** " kmgt".index((match.group(2) or " ").lower())
+    return int(float(match.group(1)) * scale)
+
+
+@functools.cache
+def _lab(path: str) -> LabNotebook:
+    return parse_lab(read_notebook(path), Path(path).stem)
+
+
+def tasks(submissions: str | Path, source: str | Path) -> list[tuple[str, str, str]]:
+    """``(student, lab path, student folder)`` for every student × lab, sorted."""
+    names = students(submissions)
+    labs = lab_paths(source)
+    if not labs:
+        raise ValueError(f"source: expected solution notebooks (*.ipynb) in {source}, found none")
+    return [(name, str(lab), str(Path(submissions) / name)) for name in names for lab in labs]
+
+
+def by_student(todo: list[tuple[str, str, str]]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Group :func:`tasks` by student: ``(student, [(lab path, folder), …])``."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for student, lab, folder in todo:
+        groups.setdefault(student, []).append((lab, folder))
+    return list(groups.items())
+
+
+_SLOT = 0                           # this worker's index, for CPU pinning
+_CHECKER: Checker | None = None     # this worker's checker process, shared by its students
+
+
+def _cpus(threads: int) -> list[int]:
+    available = sorted(os.sched_getaffinity(0))
+    return [available[(_SLOT * threads + k) % len(available)] for k in range(threads)]
+
+
+def _grade_student(group, limits: Limits, isolated: bool, tmp_root: str | None
+                   ) -> list[NotebookResult]:
+    global _CHECKER
+    if _CHECKER is None:
+        _CHECKER = Checker(limits)
+        atexit.register(_CHECKER.close)
+    student, labs = group
+    return grade_student([(_lab(lab), folder) for lab, folder in labs], student, limits,
+                         isolated, cpus=_cpus(1), tmp_root=tmp_root, checker=_CHECKER)
+
+
+def _worker_init(counter) -> None:
+    global _SLOT
+    os.environ["RNNLAB_DEVICE"] = "cpu"
+    with counter.get_lock():
+        _SLOT = counter.value
+        counter.value += 1
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _failed(group, labs: list[str], reason: str) -> list[NotebookResult]:
+    student, _ = group
+    out = []
+    for path in labs:
+        lab = _lab(path)
+        out.append(NotebookResult(student, lab.name, {"error"}, [
+            TestResult(c.grade_id, 0.0, c.points, (), f"{GRADER_FAILED} ({reason})")
+            for c in lab.tests]))
+    return out
+
+
+def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None = None,
+          jobs: int = 1, sandbox: str = "auto", progress: Callable | None = None,
+          tmp_root: str | Path | None = None) -> tuple[list[NotebookResult], bool]:
+    """Grade every submission; returns the results (sorted) and whether bwrap was used.
+
+    Args:
+        submissions: the directory ``SUBMISSIONS/<student>/<lab>.ipynb``.
+        source: the directory of instructor solution notebooks.
+        limits: time and memory limits (defaults: 60 s per cell, 600 s per notebook, 4 GiB).
+        jobs: number of students graded in parallel (worker processes).
+        sandbox: ``"auto"`` (bwrap when it works), ``"require"`` (error without bwrap and its
+            seccomp filter) or ``"off"`` (never; student code runs as the grader's user).
+        progress: called with the number of notebooks once, then with ``None`` after each
+            (a student's notebooks are reported together, when the student is done).
+        tmp_root: where the sandboxes' private directories go (default: the system's).
+
+    Raises:
+        SandboxUnavailable: ``sandbox="require"`` and bwrap or seccomp does not work here.
+    """
+    if sandbox not in ("auto", "require", "off"):
+        raise ValueError(f"sandbox: expected 'auto', 'require' or 'off', got {sandbox!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected a positive int, got {jobs!r}")
+    limits = limits or Limits()
+    found = support()
+    isolated = sandbox != "off" and found.bwrap
+    if sandbox == "require" and not (found.bwrap and found.seccomp):
+        raise SandboxUnavailable(f"sandbox required, but here: {found.describe()}; install "
+                                 "bubblewrap and libseccomp2, or drop --require-sandbox")
+    todo = tasks(submissions, source)
+    labs = sorted({lab for _, lab, _ in todo})
+    for lab in labs:
+        _lab(lab)                                   # a bad source fails before any grading
+    root = None if tmp_root is None else str(tmp_root)
+    if progress:
+        progress(len(todo))
+    results: list[NotebookResult] = []
+
+    def done(graded: list[NotebookResult]) -> None:
+        results.extend(graded)
+        for _ in graded if progress else ():
+            progress(None)
+
+    groups = by_student(todo)
+    if jobs == 1:
+        global _CHECKER
+        _CHECKER = Checker(limits)
+        try:
+            for group in groups:
+                done(_grade_student(group, limits, isolated, root))
+        finally:
+            _CHECKER.close()
+            _CHECKER = None
+    else:
+        context = multiprocessing.get_context("spawn")
+        counter = context.Value("i", 0)
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
+                                 initargs=(counter,)) as pool:
+            futures = {pool.submit(_grade_student, group, limits, isolated, root): group
+                       for group in groups}
+            for future in as_completed(futures):
+                try:
+                    done(future.result())
+                except SourceError:
+                    raise
+                except Exception as exc:     # a worker died: that student, not the run
+                    done(_failed(futures[future], [lab for lab, _ in futures[future][1]],
+                                 type(exc).__name__))
+    return sorted(results, key=lambda r: (r.student, r.lab)), isolated
