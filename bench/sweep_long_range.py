@@ -11,8 +11,8 @@ Results go to ``--json`` (the book reads ``chapters/data/long_range.json``) afte
 an interrupted sweep keeps what it finished; ``--resume`` skips the cells already in that file
 (when it was written with the same budgets and sizes). A summary table is printed at the end.
 
-Run (about an hour and a quarter of CPU at one thread; ``--jobs 2`` halves the wall time on
-two idle cores)::
+Run (about 46 minutes of training CPU at one thread, summed over the 192 runs; ``--jobs 2``
+halves the wall time on two idle cores)::
 
     nice -n 10 python bench/sweep_long_range.py --threads 1 --jobs 2 \\
         --json chapters/data/long_range.json
