@@ -8,7 +8,8 @@ time), ``models`` (RNN/LSTM/GRU with a step-by-step ``unroll``; SequenceModel), 
 Lyapunov exponents), ``diagnostics`` (dL/dh_t through time), ``init`` (initialisers),
 ``clipping`` (gradient clipping), ``tasks`` (synthetic tasks), ``cliff`` (the one-unit cliff),
 ``lru`` (the linear recurrent unit), ``flossing`` (gradient flossing), ``train`` (the fit
-loop), ``ensemble`` (many small models trained as one), ``plotting`` (the book's figures),
+loop), ``ensemble`` (many small models trained as one), ``long_range`` (one cell of
+chapter 8's long-range comparison), ``plotting`` (the book's figures),
 ``diagrams`` (the unrolled graph), ``timing`` (side-by-side wall-clock medians), ``device``
 (where tensors live), ``kernels`` (the rnnlab-cuda Jupyter kernel), ``notebook`` (page
 set-up), ``labkit`` (lab checks), ``cli`` (the ``rnnlab`` command) and ``grading``
@@ -30,7 +31,7 @@ from rnnlab.train import fit, make_model
 __version__ = "0.1.0"
 
 _ON_ACCESS = ("checks", "layout", "cells", "loop", "bptt", "cliff", "lru", "flossing",
-              "ensemble", "diagrams", "timing", "kernels", "notebook", "labkit", "cli", "grading")
+              "ensemble", "long_range", "diagrams", "timing", "kernels", "notebook", "labkit", "cli", "grading")
 
 __all__ = [
     "RNN", "LSTM", "GRU",

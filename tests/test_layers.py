@@ -8,7 +8,8 @@ import pytest
 
 ORDER = ["checks", "layout", "history", "cells", "loop", "models", "bptt", "jacobians",
          "diagnostics", "init", "clipping", "tasks", "cliff", "lru", "flossing", "train",
-         "ensemble", "plotting", "diagrams", "timing", "device", "kernels", "notebook", "labkit"]
+         "ensemble", "long_range", "plotting", "diagrams", "timing", "device", "kernels",
+         "notebook", "labkit"]
 
 # The grading child pre-imports what every lab imports, so that its memory counts before the
 # student's limit is set; that is the lab's dependency, not the grader's.
