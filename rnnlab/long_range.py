@@ -172,9 +172,9 @@ def input_grad_norms(net: SequenceModel, task: Task, inputs: torch.Tensor,
 
 def input_reach(net: SequenceModel, task: Task, inputs: torch.Tensor,
                 targets: torch.Tensor) -> float | None:
-    r"""The change of the gradient, in decades, from the last input back to the first one,
+    r"""The change of the gradient, in nats, from the last input back to the first one,
 
-    .. math:: r = \log_{10} \frac{\lVert \partial L_T / \partial x_1 \rVert}
+    .. math:: r = \ln \frac{\lVert \partial L_T / \partial x_1 \rVert}
                               {\lVert \partial L_T / \partial x_T \rVert}
 
     (the two ends of :func:`input_grad_norms`). Negative when the gradient vanishes with the
@@ -182,7 +182,7 @@ def input_reach(net: SequenceModel, task: Task, inputs: torch.Tensor,
     """
     norms = input_grad_norms(net, task, inputs, targets)
     with torch.no_grad():
-        ratio = float(torch.log10(norms[0]) - torch.log10(norms[-1]))
+        ratio = float(torch.log(norms[0]) - torch.log(norms[-1]))
     return _finite_or_none(ratio)
 
 

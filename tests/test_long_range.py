@@ -140,7 +140,7 @@ def test_run_cell_checks_its_arguments_first(kwargs, error, match):
 
 def test_input_gradient_of_a_linear_recurrence_decays_by_its_factor_per_step_of_lag():
     # ReLU with non-negative weights, biases and inputs never clips: h_t = a h_{t-1} + W_ih x_t,
-    # so dL_T/dx_1 = dL_T/dx_T * a^(T-1) for every sequence and r = (T - 1) log10(a).
+    # so dL_T/dx_1 = dL_T/dx_T * a^(T-1) for every sequence and r = (T - 1) ln(a).
     task = adding_task(30)
     net = build_model(task, "irnn", 6, seed=0)
     with torch.no_grad():
@@ -149,7 +149,7 @@ def test_input_gradient_of_a_linear_recurrence_decays_by_its_factor_per_step_of_
         net.core.bias_ih_l0.fill_(0.1)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     x, y = task.sample(64, torch.Generator().manual_seed(1))
-    assert long_range.input_reach(net, task, x, y) == pytest.approx(29 * math.log10(0.5),
+    assert long_range.input_reach(net, task, x, y) == pytest.approx(29 * math.log(0.5),
                                                                      rel=1e-9)
     norms = long_range.input_grad_norms(net, task, x, y)                      # t = 1..30
     lags = torch.arange(29, -1, -1, dtype=torch.float64)
@@ -167,7 +167,7 @@ def test_input_reach_of_the_copy_task_follows_the_last_output_only():
     loss = torch.nn.functional.cross_entropy(twin(x64)[:, -1], y[:, -1])
     (grad,) = torch.autograd.grad(loss, x64)
     norms = grad.norm(dim=(0, 2))
-    expected = math.log10(norms[0].item() / norms[-1].item())
+    expected = math.log(norms[0].item() / norms[-1].item())
     assert long_range.input_reach(net, task, x, y) == pytest.approx(expected, rel=1e-9)
 
 

@@ -69,3 +69,5 @@ def test_one_cell_of_the_sweep_reproduces_on_the_cpu(record):
     assert fresh["eval_loss"] == pytest.approx(saved["eval_loss"], rel=1e-5)
     assert fresh["max_grad_norm"] == pytest.approx(saved["max_grad_norm"], rel=1e-5)
     assert fresh["clip_fraction"] == saved["clip_fraction"]
+    for key in ("reach_init", "reach_final"):                 # nats, computed in float64
+        assert fresh[key] == pytest.approx(saved[key], rel=1e-6), key
