@@ -2,7 +2,8 @@
 
 ``rnnlab release SOURCE DEST`` turns solution notebooks into student labs,
 ``rnnlab grade SUBMISSIONS --source SOURCE --out grades.csv`` grades a folder of submissions,
-``rnnlab feedback DETAILS --out DIR`` writes per-student feedback from a grading run, and
+``rnnlab feedback DETAILS --out DIR`` writes per-student feedback from a grading run,
+``rnnlab labs copy DEST`` copies the student labs out of the repository to work on, and
 ``rnnlab kernel install|list`` manages the ``rnnlab-cuda`` Jupyter kernel.
 """
 
@@ -47,12 +48,17 @@ def _grade(args: argparse.Namespace) -> int:
         results, isolated = grading.grade(args.submissions, args.source, limits=limits,
                                           jobs=args.jobs, sandbox=sandbox, progress=progress,
                                           tmp_root=args.tmp_dir)
-    except grading.SandboxUnavailable as exc:
+    except (grading.SandboxUnavailable, ValueError) as exc:
         print(f"rnnlab grade: {exc}", file=sys.stderr)
         return 2
     finally:
         if bar is not None:
             bar.close()
+    hidden = grading.hidden_folders(args.submissions)
+    if hidden:
+        print(f"WARNING: {len(hidden)} folder(s) whose names start with '.' were not graded: "
+              f"{', '.join(map(repr, hidden))}; rename a student's folder to grade it.",
+              file=sys.stderr)
     found = grading.support()
     if not isolated:
         print("WARNING: student code ran WITHOUT a sandbox (bwrap missing or --no-sandbox): it "
@@ -79,6 +85,20 @@ def _feedback(args: argparse.Namespace) -> int:
 
     paths = grading.write_feedback(grading.read_details(args.details), args.out)
     print(f"wrote {len(paths)} feedback files to {args.out}")
+    return 0
+
+
+def _labs_copy(args: argparse.Namespace) -> int:
+    from rnnlab.grading.labs import copy_labs
+
+    try:
+        paths = copy_labs(args.dest, args.source)
+    except (FileExistsError, FileNotFoundError) as exc:
+        print(f"rnnlab labs copy: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    print(f"copied {len(paths)} labs; work on them with:  jupyter lab {args.dest}")
     return 0
 
 
@@ -154,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("details", help="the *_details.json written by `rnnlab grade`")
     feedback.add_argument("--out", required=True, help="directory for <student>.md files")
     feedback.set_defaults(func=_feedback)
+
+    labs = commands.add_parser(
+        "labs", help="the student labs: copy them out of the repository to work on",
+        description="Students work on a copy of labs/, not on the repository's files (Jupyter "
+                    "saves as you go: working in labs/ would change tracked files).")
+    labs_commands = labs.add_subparsers(dest="labs_command", metavar="ACTION", required=True)
+    copy = labs_commands.add_parser("copy", help="copy the labs to DEST (never overwrites)")
+    copy.add_argument("dest", help="directory to copy the labs into (made if missing)")
+    copy.add_argument("--source", default=None,
+                      help="directory of released labs (default: labs/ of this checkout)")
+    copy.set_defaults(func=_labs_copy)
 
     kernel = commands.add_parser(
         "kernel", help="the rnnlab-cuda Jupyter kernel (same notebooks, on the GPU)",

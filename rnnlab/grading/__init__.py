@@ -31,12 +31,13 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 __all__ = ["release", "release_notebook", "grade", "parse_memory", "SandboxUnavailable",
            "Limits", "support", "write_grades", "write_summary", "write_details", "read_details",
-           "write_feedback"]
+           "write_feedback", "hidden_folders"]
 
 _WHERE = {"release": "labs", "release_notebook": "labs", "grade": "batch",
           "parse_memory": "batch", "SandboxUnavailable": "batch", "Limits": "limits",
           "support": "sandbox", "write_grades": "report", "write_summary": "report",
-          "write_details": "report", "read_details": "report", "write_feedback": "report"}
+          "write_details": "report", "read_details": "report", "write_feedback": "report",
+          "hidden_folders": "submissions"}
 
 
 def __getattr__(name: str):

@@ -28,7 +28,13 @@ from rnnlab.grading.runner import GRADER_FAILED, grade_student
 from rnnlab.grading.sandbox import support
 from rnnlab.grading.submissions import students
 
-__all__ = ["grade", "parse_memory", "SandboxUnavailable", "tasks", "by_student"]
+__all__ = ["grade", "parse_memory", "SandboxUnavailable", "tasks", "by_student",
+           "MIN_KERNEL_MEMORY"]
+
+MIN_KERNEL_MEMORY = 3 * 2**29
+"""1.5 GiB: below it an honest student's kernel cannot start a lab. Measured on the fixture lab in
+the sandbox: with 1 GiB the kernel died importing torch and matplotlib (every test 0,
+``kernel_died``), with 1.25 GiB it passed; 1.5 GiB keeps a margin."""
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
@@ -136,6 +142,10 @@ def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: expected a positive int, got {jobs!r}")
     limits = limits or Limits()
+    if limits.memory < MIN_KERNEL_MEMORY:
+        raise ValueError(f"memory: expected at least {MIN_KERNEL_MEMORY / 2**30:g}G (a student's "
+                         f"kernel imports torch; honest students would score 0), got "
+                         f"{limits.memory / 2**20:g}M")
     found = support()
     isolated = sandbox != "off" and found.bwrap
     if sandbox == "require" and not (found.bwrap and found.seccomp):
