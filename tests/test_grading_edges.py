@@ -1,18 +1,24 @@
-"""The rough edges a new instructor met (issue 14), each fixed without starting a kernel: a
-memory too small for torch, folders skipped for their names, names too long for a file, and
-students working inside the repository's labs/."""
+"""The rough edges a new instructor met (issue 14): a memory too small for torch, folders skipped
+for their names, names too long for a file, students working inside the repository's labs/ (no
+kernel needed), and what feedback and the terminal say about NaN results, results that are not
+plain data and answers calling unanswered ones (one small class, graded)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 from grading_kit import CORRECT, FIXTURE, ROOT, make_submission, released_lab, write
 
 from rnnlab.cli import main
+from rnnlab.grading.answers import AnswerProxy, UsesUnanswered
 from rnnlab.grading.batch import MIN_KERNEL_MEMORY, grade
 from rnnlab.grading.labs import REPOSITORY_LABS, copy_labs
 from rnnlab.grading.limits import Limits
+from rnnlab.grading.messages import failure_message
 from rnnlab.grading.report import feedback_name, write_feedback
 from rnnlab.grading.results import NotebookResult, TestResult
 from rnnlab.grading.submissions import hidden_folders, students
@@ -88,3 +94,57 @@ def test_labs_copy_defaults_to_the_repositorys_labs(tmp_path):
     assert main(["labs", "copy", str(tmp_path / "work")]) == 0
     assert sorted(os.listdir(tmp_path / "work")) == sorted(
         p.name for p in REPOSITORY_LABS.glob("*.ipynb"))
+
+
+def _proxy(name: str, error: dict) -> AnswerProxy:
+    envelope = json.dumps({"error": {"message": "", **error}})
+    return AnswerProxy(name, (), lambda request: envelope, [], frozenset({"sigmoid", "tanh_grad"}))
+
+
+def test_an_answer_calling_an_unanswered_one_is_told_which_one():
+    with pytest.raises(UsesUnanswered, match="uses sigmoid, which is not implemented yet"):
+        _proxy("tanh_grad", {"type": "NotImplementedError", "where": "sigmoid"})(1.0)
+    with pytest.raises(UsesUnanswered, match="uses sigmoid"):       # deleted, not stubbed
+        _proxy("tanh_grad", {"type": "NameError", "where": "sigmoid"})(1.0)
+    for called, error in [("tanh_grad", {"type": "NotImplementedError", "where": "tanh_grad"}),
+                          ("tanh_grad", {"type": "NotImplementedError", "where": "helper"}),
+                          ("tanh_grad", {"type": "NotImplementedError"})]:
+        with pytest.raises(NotImplementedError) as caught:           # its own: as before
+            _proxy(called, error)(1.0)
+        assert type(caught.value) is NotImplementedError
+    source = "with check('tanh_grad matches autograd'):\n    assert tanh_grad(1.0)\n"
+    assert failure_message(UsesUnanswered("sigmoid"), source, "<test>", []) == \
+        "uses sigmoid, which is not implemented yet"
+
+
+@pytest.mark.slow
+def test_feedback_names_what_is_wrong_and_the_graders_terminal_stays_clean(tmp_path):
+    """NaN results (LAPACK complains on stderr about them), a result that is not plain data and
+    a written answer calling an unanswered one, graded by the command line as instructors do."""
+    lab = released_lab()
+    nan = "torch.full((2, 2), float('nan'), dtype=torch.float64)"
+    students = {
+        "nan": {**CORRECT, "answer-rotation": f"def rotation(theta):\n    return {nan}",
+                "answer-radius": "def spectral_radius(weight):\n    return torch.linalg.eigvals("
+                                 "weight * float('nan')).abs().max().item()"},
+        "plain": {**CORRECT, "answer-radius": "class F:\n    pass\n\n"
+                                              "def spectral_radius(weight):\n    return F()"},
+        "caller": {**{k: v for k, v in CORRECT.items() if k != "answer-sigmoid"},
+                   "answer-tanh_grad": "def tanh_grad(x):\n    s = sigmoid(2 * x)\n"
+                                       "    return 4 * s * (1 - s)"},
+    }
+    for student, answers in students.items():
+        write(tmp_path / "subs", student, "fx_lab.ipynb", make_submission(lab, answers))
+    run = subprocess.run(
+        [sys.executable, "-m", "rnnlab", "grade", str(tmp_path / "subs"), "--source",
+         str(FIXTURE), "--out", str(tmp_path / "grades.csv"), "--feedback",
+         str(tmp_path / "feedback"), "--memory", "3G", "--cell-timeout", "30", "--quiet"],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    feedback = {p.stem: p.read_text(encoding="utf-8") for p in (tmp_path / "feedback").iterdir()}
+    assert "tanh\\_grad matches autograd on \\[-3, 3\\]: uses sigmoid, which is not implemented " \
+           "yet" in feedback["caller"]
+    assert "sigmoid matches torch.sigmoid on \\[-5, 5\\]: not implemented yet" in feedback["caller"]
+    assert "spectral\\_radius of 0.5 x a rotation is 0.5: returned something that is not plain " \
+           "data" in feedback["plain"]
+    assert "rotation(0.5) is orthogonal: R^T R is not the identity" in feedback["nan"]

@@ -176,9 +176,32 @@ def _error(exc: BaseException) -> dict:
         message = str(exc)[:2000]
     except BaseException:      # a hostile __str__
         message = "<unprintable>"
-    return {"error": {"type": type(exc).__name__, "message": message,
-                      "memory": isinstance(exc, MemoryError)
-                      or "can't allocate memory" in message or "out of memory" in message}}
+    error = {"type": type(exc).__name__, "message": message,
+             "memory": isinstance(exc, MemoryError)
+             or "can't allocate memory" in message or "out of memory" in message}
+    where = _unanswered_name(exc)
+    if where:
+        error["where"] = where
+    return {"error": error}
+
+
+def _unanswered_name(exc: BaseException) -> str:
+    """The function that raised a ``NotImplementedError`` (its innermost frame), or the name a
+    ``NameError`` did not find: the grader tells "uses sigmoid, which is not implemented yet"
+    from "not implemented yet" with it, when that name is one of the lab's answers."""
+    try:
+        if isinstance(exc, NotImplementedError):
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            name = tb.tb_frame.f_code.co_name if tb is not None else ""
+        elif isinstance(exc, NameError):
+            name = exc.name
+        else:
+            return ""
+        return name[:200] if type(name) is str else ""
+    except BaseException:      # a hostile exception object
+        return ""
 
 
 def _call(namespace: dict, request: dict) -> dict:
