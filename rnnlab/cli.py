@@ -77,6 +77,13 @@ def _grade(args: argparse.Namespace) -> int:
     if args.feedback:
         grading.write_feedback(results, args.feedback)
     print(f"graded {len(results)} notebooks → {out} (details: {details})")
+    if args.similarity > 0:
+        from rnnlab.grading.similarity import similar_pairs, write_similarity
+
+        pairs = similar_pairs(args.submissions, args.source, threshold=args.similarity)
+        path = write_similarity(pairs, out.with_name(out.stem + "_similarity.csv"))
+        print(f"{len(pairs)} pairs of students with similar answers → {path} (a signal to "
+              "read both notebooks, not a verdict: nothing in the grades changes)")
     return 0
 
 
@@ -139,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild each submission from the instructor's source, run the student's "
                     "answer cells in a sandboxed kernel (one per student, emptied between "
                     "labs) and the tests in the grader. Writes "
-                    "OUT, OUT_summary.csv and OUT_details.json (the input of `feedback`).")
+                    "OUT, OUT_summary.csv, OUT_details.json (the input of `feedback`) and "
+                    "OUT_similarity.csv.")
     grade.add_argument("submissions", help="directory with one sub-directory per student")
     grade.add_argument("--source", required=True, help="directory of solution notebooks")
     grade.add_argument("--out", default="grades.csv", help="CSV to write (default grades.csv)")
@@ -167,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "seccomp filter")
     box.add_argument("--no-sandbox", action="store_true",
                      help="run student code without bwrap (trusted submissions only)")
+    grade.add_argument("--similarity", type=float, default=0.8, metavar="SCORE",
+                       help="write OUT_similarity.csv: pairs of students whose answers to a "
+                            "lab score at least SCORE (0-1, default 0.8) once code given in "
+                            "the lab and code most of the class shares are set aside; 0 "
+                            "turns it off. A signal for a human, never a penalty")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(func=_grade)
 
