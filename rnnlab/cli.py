@@ -40,15 +40,15 @@ def _grade(args: argparse.Namespace) -> int:
     def progress(total):
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="notebook", disable=args.quiet, file=sys.stderr)
+            bar = tqdm(total=total, unit="student", disable=args.quiet, file=sys.stderr)
         else:
             bar.update(1)
 
     try:
         results, isolated = grading.grade(args.submissions, args.source, limits=limits,
                                           jobs=args.jobs, sandbox=sandbox, progress=progress,
-                                          tmp_root=args.tmp_dir)
-    except (grading.SandboxUnavailable, ValueError) as exc:
+                                          tmp_root=args.tmp_dir, scheduler=args.scheduler)
+    except (grading.SandboxUnavailable, ValueError, ImportError) as exc:
         print(f"rnnlab grade: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--out", default="grades.csv", help="CSV to write (default grades.csv)")
     grade.add_argument("--jobs", type=int, default=1, help="students graded in parallel "
                        "(each in one kernel, reused for their labs)")
+    grade.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="grade on a Dask cluster: the scheduler's address (tcp://host:8786) "
+                            "or its --scheduler-file; each student is one task, graded in the "
+                            "sandbox of the worker's machine (needs rnnlab[cluster]; the "
+                            "submissions and --source at the same paths on the workers)")
     grade.add_argument("--cell-timeout", type=float, default=60.0,
                        help="seconds per cell or test (default 60)")
     grade.add_argument("--setup-timeout", type=float, default=120.0,
