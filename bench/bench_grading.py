@@ -15,6 +15,11 @@ Two measurements, both printed as medians:
 
     python bench/bench_grading.py --students 6 --jobs 2 --repeats 5 --json grading.json
 
+3. With ``--cluster W``: the same class graded with ``--jobs 1`` and on a local Dask cluster of
+   W worker processes (``dask scheduler`` + ``dask worker --nworkers W``, as users start
+   them), back to back: wall times, their ratio, CPU (the workers' included) and whether the
+   two CSVs are the same bytes.
+
 ``--json PATH`` saves the figures with the command, date, machine and torch version
 (:mod:`benchlib`); ``--threads`` sets torch's threads in this process only (kernels and
 workers use one).
@@ -25,6 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -129,17 +135,54 @@ def kernel_cost(setup_sources: list[str]) -> tuple[float, float]:
     return wall, sampler.seconds
 
 
-def grade_run(submissions: Path, source: Path, out: Path, jobs: int
-              ) -> tuple[float, float, dict[str, float]]:
-    """(wall, cpu, cpu by role) of ``rnnlab grade`` on ``submissions``."""
+def grade_run(submissions: Path, source: Path, out: Path, jobs: int, *extra: str,
+              workers: int | None = None) -> tuple[float, float, dict[str, float]]:
+    """(wall, cpu, cpu by role) of ``rnnlab grade`` on ``submissions``; with ``workers`` (the
+    pid of a ``dask worker`` command) the CPU of the cluster's workers counts too."""
     command = [sys.executable, "-m", "rnnlab", "grade", str(submissions), "--source",
-               str(source), "--out", str(out), "--jobs", str(jobs), "--quiet"]
+               str(source), "--out", str(out), "--jobs", str(jobs), "--quiet",
+               "--similarity", "0", *extra]
     start = time.monotonic()
     with subprocess.Popen(command, stdout=subprocess.DEVNULL) as process:
-        with CpuSampler(process.pid, itself=True) as sampler:
+        with CpuSampler(process.pid, itself=True) as sampler, \
+                CpuSampler(workers or process.pid) as cluster:
             if process.wait() != 0:
                 raise RuntimeError(f"rnnlab grade failed with exit code {process.returncode}")
-    return time.monotonic() - start, sampler.seconds, sampler.by_role()
+    roles = sampler.by_role()
+    if workers is not None:
+        for name, seconds in cluster.by_role().items():
+            roles[name] += seconds
+    return time.monotonic() - start, sum(roles.values()), roles
+
+
+def local_cluster(work: Path, workers: int) -> tuple[list[subprocess.Popen], Path]:
+    """A scheduler and ``workers`` worker processes, started as users start them."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    file = work / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
+             "start_new_session": True}
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                   "--dashboard-address", ":0", "--scheduler-file", str(file)],
+                                  **quiet)]
+    while not file.exists():
+        time.sleep(0.2)
+    processes.append(subprocess.Popen([dask, "worker", "--scheduler-file", str(file),
+                                       "--nworkers", str(workers), "--nthreads", "1",
+                                       "--no-dashboard"], **quiet))
+    from distributed import Client
+
+    with Client(scheduler_file=str(file), set_as_default=False) as client:
+        client.wait_for_workers(workers, timeout=300)
+    return processes, file
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in reversed(processes):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 def checker_start_cpu() -> float:
@@ -188,6 +231,9 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="A/B kernel repeats")
+    parser.add_argument("--cluster", type=int, default=0, metavar="WORKERS",
+                        help="also grade on a local Dask cluster of WORKERS worker processes "
+                             "and compare its wall time with --jobs 1")
     args = parser.parse_args()
     benchlib.apply_threads(args.threads)
     results: dict = {"sandbox": support().describe(), "kernel": {}}
@@ -256,6 +302,22 @@ def main() -> None:
               f"run's wall rate; {cpu / count * total / 2 / 60:.1f} min cpu-bound on 2 "
               f"dedicated cores; {(fixed + marginal * total) / 2 / 60:.1f} min with the "
               f"start-up paid once (goal <= 15 min)")
+        if args.cluster:
+            processes, file = local_cluster(work, args.cluster)
+            try:
+                one = grade_run(submissions, source, work / "one.csv", 1)
+                many = grade_run(submissions, source, work / "cluster.csv", 1, "--scheduler",
+                                 str(file), workers=processes[1].pid)
+            finally:
+                stop(processes)
+            same = (work / "one.csv").read_bytes() == (work / "cluster.csv").read_bytes()
+            results["cluster"] = {
+                "workers": args.cluster, "jobs_1_wall_s": one[0], "jobs_1_cpu_s": one[1],
+                "cluster_wall_s": many[0], "cluster_cpu_s": many[1],
+                "speed_up_wall": one[0] / many[0], "same_csv": same}
+            print(f"--jobs 1: wall {one[0]:.1f} s, cpu {one[1]:.1f} s; {args.cluster} Dask "
+                  f"workers: wall {many[0]:.1f} s, cpu {many[1]:.1f} s; speed-up "
+                  f"{one[0] / many[0]:.2f}x; same CSV: {same}")
     benchlib.save(args.json, "bench_grading", results)
 
 
