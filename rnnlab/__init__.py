@@ -7,14 +7,16 @@ over time), ``models`` (RNN/LSTM/GRU with a step-by-step ``unroll``; SequenceMod
 training run), ``train``, ``plotting``, ``device``, ``notebook`` (page set-up), ``labkit`` (lab
 checks) and ``grading`` (instructor tooling).
 
-The names below (``rnnlab.RNN``, ``rnnlab.fit``, ``rnnlab.plotting``, …) are imported on first
-use, so ``import rnnlab`` alone does not import torch: the command line and the grader, which
-import ``rnnlab.grading``, start without it.
+The names below (``rnnlab.RNN``, ``rnnlab.fit``, ``rnnlab.plotting``, …) and every submodule
+(``rnnlab.cells`` after a bare ``import rnnlab``) are imported on first use, so ``import rnnlab``
+alone does not import torch: the command line and the grader, which import ``rnnlab.grading``,
+start without it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -39,8 +41,9 @@ __all__ = [
 def __getattr__(name: str):
     if name in _WHERE:
         value = getattr(importlib.import_module(f"rnnlab.{_WHERE[name]}"), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"rnnlab.{name}")
+    elif name in _SUBMODULES or (not name.startswith("_")
+                                 and importlib.util.find_spec(f"rnnlab.{name}") is not None):
+        value = importlib.import_module(f"rnnlab.{name}")     # any submodule: rnnlab.cells, …
     else:
         raise AttributeError(f"module 'rnnlab' has no attribute {name!r}")
     globals()[name] = value

@@ -28,6 +28,13 @@ def test_public_names_resolve_to_their_modules_on_first_use():
     assert set(rnnlab.__all__) <= set(dir(rnnlab))
 
 
+def test_every_submodule_is_reachable_after_a_bare_import():
+    code = "import rnnlab; print(rnnlab.cells.__name__, rnnlab.jacobians.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["rnnlab.cells", "rnnlab.jacobians"]
+
+
 def test_unknown_attribute_raises_attribute_error():
     with pytest.raises(AttributeError, match="no_such_name"):
         rnnlab.no_such_name  # noqa: B018
