@@ -21,7 +21,9 @@ orthogonal and the forget gate held open (``forget_bias_(lstm, 3)``, f ≈ 0.95)
 decays slowly and keeps many comparable singular values for hundreds of steps (numerical rank
 35 of 128 at lag 256, against 8 for the default LSTM), the harder case for the long products.
 
-Every number printed is in the results saved by ``--json PATH`` (see ``bench/benchlib.py``).
+Every number printed is in the results saved by ``--json PATH`` (see ``bench/benchlib.py``),
+with, for each long product, ln ‖∂s_T/∂s_t‖ at about 100 lags T − t (the book's "Performance"
+page draws them).
 
 Run: ``python bench/bench_jacobians.py [--hidden 64 --steps 200 --stride 10 --json PATH]``.
 """
@@ -133,9 +135,11 @@ def log_norm_time(name, hidden, init, steps, input_size) -> dict[str, object]:
     print(f"jacobian_log_norms {name:8s} H={hidden} {init:12s} T={steps} float32: "
           f"{wall:.2f} s wall, {cpu:.2f} s CPU (median of 3), all finite: {finite}, "
           f"log-norm at t=0: {result[0, 0].item():.0f}")
+    lags = list(range(0, steps + 1, max(1, steps // 100)))      # ~100 points, lag T - t
     return {"model": name, "hidden": hidden, "init": init, "steps": steps, "wall_s": wall,
             "cpu_s": cpu, "runs": len(walls), "all_finite": finite,
-            "log_norm_t0": result[0, 0].item()}
+            "log_norm_t0": result[0, 0].item(), "lags": lags,
+            "log_norm_by_lag": [result[steps - lag, 0].item() for lag in lags]}
 
 
 def main():

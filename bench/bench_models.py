@@ -19,13 +19,11 @@ Run: ``python bench/bench_models.py [--batch 32 --steps 100 --input 2 --hidden 1
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import benchlib
 import torch
 
 import rnnlab
+from rnnlab.timing import interleaved_medians
 
 VARIANTS = ("torch", "forward", "unroll", "unroll+states", "cell loop")
 
@@ -49,9 +47,10 @@ def _fwd_bwd(fn, x):
     return run
 
 
-def measure(kind: str, batch: int, steps: int, input_size: int, hidden: int, repeats: int,
-            bar) -> dict[str, float]:
-    """Median seconds of one forward+backward for each of :data:`VARIANTS`."""
+def measure(kind: str, batch: int, steps: int, input_size: int, hidden: int,
+            repeats: int) -> dict[str, float]:
+    """Median seconds of one forward+backward for each of :data:`VARIANTS`
+    (:func:`rnnlab.timing.interleaved_medians`)."""
     torch.manual_seed(0)
     ours = getattr(rnnlab, kind)(input_size, hidden)
     theirs = getattr(torch.nn, kind)(input_size, hidden)
@@ -65,19 +64,7 @@ def measure(kind: str, batch: int, steps: int, input_size: int, hidden: int, rep
         "unroll+states": _fwd_bwd(lambda x: ours.unroll(x, return_states=True)[:2], x),
         "cell loop": _fwd_bwd(_cell_loop(cell), x),
     }
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():                          # warm-up
-        run()
-    for _ in range(repeats):
-        for name, run in runs.items():                 # interleaved: drift hits all alike
-            best = float("inf")
-            for _ in range(3):
-                start = time.perf_counter()
-                run()
-                best = min(best, time.perf_counter() - start)
-            times[name].append(best)
-        bar.update()
-    return {name: statistics.median(t) for name, t in times.items()}
+    return interleaved_medians(runs, repeats=repeats, calls=3)
 
 
 def main() -> None:
@@ -98,10 +85,11 @@ def main() -> None:
         "sizes": {"batch": args.batch, "steps": args.steps, "input": args.input,
                   "hidden": args.hidden, "repeats": args.repeats},
         "variants": list(VARIANTS), "models": {}}
-    with benchlib.progress(total=len(kinds) * args.repeats, desc="bench_models") as bar:
+    with benchlib.progress(total=len(kinds), desc="bench_models") as bar:
         for kind in kinds:
             seconds = measure(kind, args.batch, args.steps, args.input, args.hidden,
-                              args.repeats, bar)
+                              args.repeats)
+            bar.update()
             ratios = {name: seconds[name] / seconds["torch"] for name in VARIANTS}
             states_cost = seconds["unroll+states"] / seconds["unroll"]
             results["models"][kind] = {"seconds": seconds, "ratio_to_torch": ratios,

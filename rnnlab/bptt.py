@@ -44,16 +44,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnlab.checks import check_bool, check_choice, check_like, check_tensor
+
 __all__ = ["bptt_gradients", "lag_contributions"]
 
 _NONLINEARITIES = ("tanh", "relu")
 
 
 def _check(states, weight_hh, grad_states, nonlinearity, include_dphi) -> None:
-    for name, value in (("states", states), ("weight_hh", weight_hh),
-                        ("grad_states", grad_states)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name}: expected a Tensor, got {type(value).__name__}")
+    check_tensor("states", states, floating=True)
+    check_tensor("weight_hh", weight_hh)
+    check_tensor("grad_states", grad_states)
     if states.dim() != 3 or states.shape[0] < 2:
         raise ValueError(f"states: expected shape (T+1, B, H) with T >= 1, "
                          f"got {tuple(states.shape)}")
@@ -64,15 +65,10 @@ def _check(states, weight_hh, grad_states, nonlinearity, include_dphi) -> None:
     if tuple(grad_states.shape) != (T, B, H):
         raise ValueError(f"grad_states: expected shape ({T}, {B}, {H}), one row per step, "
                          f"got {tuple(grad_states.shape)}")
-    for name, value in (("weight_hh", weight_hh), ("grad_states", grad_states)):
-        if value.device != states.device or value.dtype != states.dtype:
-            raise ValueError(f"{name}: expected {states.dtype} on {states.device} like states, "
-                             f"got {value.dtype} on {value.device}")
-    if nonlinearity not in _NONLINEARITIES:
-        raise ValueError(f"nonlinearity: expected one of {_NONLINEARITIES}, "
-                         f"got {nonlinearity!r}")
-    if not isinstance(include_dphi, bool):
-        raise TypeError(f"include_dphi: expected a bool, got {type(include_dphi).__name__}")
+    check_like("weight_hh", weight_hh, "states", states)
+    check_like("grad_states", grad_states, "states", states)
+    check_choice("nonlinearity", nonlinearity, _NONLINEARITIES)
+    check_bool("include_dphi", include_dphi)
 
 
 def _dphi(states: Tensor, nonlinearity: str) -> Tensor:
@@ -95,12 +91,12 @@ def bptt_gradients(input: Tensor, states: Tensor, weight_hh: Tensor,
     their sum enters :math:`a_t`.
     """
     _check(states, weight_hh, grad_states, nonlinearity, include_dphi)
-    if not isinstance(input, Tensor):
-        raise TypeError(f"input: expected a Tensor, got {type(input).__name__}")
+    check_tensor("input", input)
     T, B, H = grad_states.shape
     if input.dim() != 3 or tuple(input.shape[:2]) != (T, B):
         raise ValueError(f"input: expected shape ({T}, {B}, I) like grad_states, "
                          f"got {tuple(input.shape)}")
+    check_like("input", input, "states", states)
     dphi = _dphi(states, nonlinearity)                 # (T, B, H)
     d_weight_hh = torch.zeros_like(weight_hh)          # (H, H)
     d_weight_ih = input.new_zeros(H, input.shape[2])   # (H, I)

@@ -24,26 +24,17 @@ import math
 import torch
 from torch import Tensor
 
+from rnnlab.checks import check_int, check_like, check_number, check_tensor
+
 __all__ = ["unit_final_state", "unit_loss", "basin_boundary", "saddle_nodes"]
 
 W_DEFAULT, H0_DEFAULT, TARGET_DEFAULT = 5.0, 0.5, 0.7
 
 
-def _check_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
-    return float(value)
-
-
 def _check_weight(w, b: Tensor):
     if isinstance(w, Tensor):
-        if w.dtype != b.dtype or w.device != b.device:
-            raise ValueError(f"w: expected a tensor of b's dtype and device ({b.dtype}, "
-                             f"{b.device}), got ({w.dtype}, {w.device})")
-        return w
-    return _check_number("w", w)
+        return check_like("w", w, "b", b)
+    return check_number("w", w)
 
 
 def unit_final_state(b: Tensor, T: int, *, w: float | Tensor = W_DEFAULT,
@@ -60,16 +51,10 @@ def unit_final_state(b: Tensor, T: int, *, w: float | Tensor = W_DEFAULT,
     Returns:
         :math:`h_T`, shaped like ``b`` broadcast with ``w``.
     """
-    if not isinstance(b, Tensor):
-        raise TypeError(f"b: expected a Tensor of biases, got {type(b).__name__}")
-    if not b.is_floating_point():
-        raise ValueError(f"b: expected a floating-point tensor, got {b.dtype}")
-    if isinstance(T, bool) or not isinstance(T, int):
-        raise TypeError(f"T: expected an int, got {type(T).__name__}")
-    if T < 1:
-        raise ValueError(f"T: expected an int >= 1, got {T}")
+    check_tensor("b", b, floating=True)
+    check_int("T", T, minimum=1)
     w = _check_weight(w, b)
-    h0 = _check_number("h0", h0)
+    h0 = check_number("h0", h0)
     h = torch.full(torch.broadcast_shapes(b.shape, torch.as_tensor(w).shape), h0,
                    dtype=b.dtype, device=b.device)
     for _ in range(T):
@@ -85,7 +70,7 @@ def unit_loss(b: Tensor, T: int, *, w: float | Tensor = W_DEFAULT, h0: float = H
     :math:`2(\sigma(h_T) - y)\,\sigma'(h_T) \sum_{k=1}^{T} \prod_{j=k+1}^{T} w\sigma'(h_{j-1})`,
     a sum over lags :math:`T - k` of products of step Jacobians; autograd computes it.
     """
-    target = _check_number("target", target)
+    target = check_number("target", target)
     return (torch.sigmoid(unit_final_state(b, T, w=w, h0=h0)) - target) ** 2
 
 
@@ -96,7 +81,7 @@ def basin_boundary(w: float = W_DEFAULT, h0: float = H0_DEFAULT) -> float:
     unstable one, so :math:`h_0` starts in the lower basin for :math:`b < b^\ast` and in the upper
     one for :math:`b > b^\ast`: the place of the cliff once ``T`` is large.
     """
-    w, h0 = _check_number("w", w), _check_number("h0", h0)
+    w, h0 = check_number("w", w), check_number("h0", h0)
     return h0 - w / (1.0 + math.exp(-h0))
 
 
@@ -106,7 +91,7 @@ def saddle_nodes(w: float = W_DEFAULT) -> tuple[float, float]:
     Where :math:`w\sigma'(h) = 1`, i.e. :math:`\sigma(h_\pm) = \tfrac12(1 \pm \sqrt{1 - 4/w})`,
     :math:`b_\pm = h_\pm - w\sigma(h_\pm)`. Only for :math:`w > 4` (ValueError otherwise).
     """
-    w = _check_number("w", w)
+    w = check_number("w", w)
     if not w > 4:
         raise ValueError(f"w: expected w > 4 (two attractors exist only then), got {w}")
     biases = []

@@ -29,7 +29,8 @@ from torch import Tensor
 
 from rnnlab.checks import check_bool, check_int, check_number
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "grad_norm", "AdaptiveClipper"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "grad_norm", "clip_coefficient",
+           "AdaptiveClipper"]
 
 _EPS = 1e-6      # torch's guard against ‖g‖ = 0 in c / (‖g‖ + eps)
 
@@ -89,9 +90,19 @@ def _total_norm(grads: list[Tensor], norm_type: float, error_if_nonfinite: bool)
     return total
 
 
+def clip_coefficient(max_norm: float | Tensor, total_norm: Tensor) -> Tensor:
+    r""":math:`\min(1, c / (\lVert g\rVert + 10^{-6}))`, torch's norm-clipping coefficient.
+
+    ``max_norm`` :math:`c` and ``total_norm`` :math:`\lVert g\rVert` broadcast (one per member
+    of :class:`rnnlab.ensemble.Ensemble`, say); the ``1e-6`` is torch's guard against
+    :math:`\lVert g\rVert = 0`. A tensor, so no host sync is needed to apply it.
+    """
+    return torch.clamp(max_norm / (total_norm + _EPS), max=1.0)
+
+
 def _scale_(grads: list[Tensor], max_norm: float, total_norm: Tensor) -> None:
     """g ← g · min(1, c / (‖g‖ + eps)), without a host sync on the comparison."""
-    coef = torch.clamp(max_norm / (total_norm + _EPS), max=1.0)
+    coef = clip_coefficient(max_norm, total_norm)
     for g in grads:
         g.mul_(coef.to(g.device))
 

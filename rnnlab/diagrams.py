@@ -22,6 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from rnnlab.checks import check_bool, check_number
+from rnnlab.plotting import figure_and_axes
+
 __all__ = ["Node", "Edge", "unrolled_graph", "draw_unrolled"]
 
 DEFAULT_STEPS = ("1", "2", "3", None, "T")
@@ -87,8 +90,7 @@ def unrolled_graph(steps: Sequence[str | None] = DEFAULT_STEPS, *,
     drawing order; ``edges`` lists the :class:`Edge` arrows.
     """
     steps = _check_steps(steps)
-    if not isinstance(many_to_one, bool):
-        raise TypeError(f"many_to_one: expected a bool, got {type(many_to_one).__name__}")
+    check_bool("many_to_one", many_to_one)
     nodes = {"h_0": Node("h_0", 0.0, _ROWS["state"], "$h_0$", "initial")}
     edges = []
     previous = "h_0"
@@ -123,15 +125,8 @@ def draw_unrolled(ax=None, *, steps: Sequence[str | None] = DEFAULT_STEPS,
     label beside it (to the right of vertical arrows, above horizontal ones). The axes are
     switched off; the caller sets the title.
     """
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots()
-    elif not hasattr(ax, "annotate") or not hasattr(ax, "figure"):
-        raise TypeError(f"ax: expected a matplotlib Axes or None, got {type(ax).__name__}")
-    if isinstance(fontsize, bool) or not isinstance(fontsize, (int, float)) or fontsize <= 0:
-        raise ValueError(f"fontsize: expected a positive number, got {fontsize!r}")
-    fig = ax.figure
+    fontsize = check_number("fontsize", fontsize, positive=True)
+    fig, ax = figure_and_axes(ax)
     nodes, edges = unrolled_graph(steps, many_to_one=many_to_one)
     for node in nodes.values():
         if node.kind == "ellipsis":

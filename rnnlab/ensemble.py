@@ -30,13 +30,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from rnnlab.clipping import _EPS
+from rnnlab.checks import check_int, check_type
+from rnnlab.clipping import clip_coefficient
+from rnnlab.history import History
+from rnnlab.layout import GATES
+from rnnlab.models import SequenceModel
 from rnnlab.tasks import Task
-from rnnlab.train import _EVAL_SEED_OFFSET, History, SequenceModel, fit
+from rnnlab.train import eval_generator, fit
 
 __all__ = ["Ensemble", "fit_members"]
-
-_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
 def _signature(model: SequenceModel) -> tuple:
@@ -47,16 +49,17 @@ def _signature(model: SequenceModel) -> tuple:
 
 
 def _check_members(models) -> list[SequenceModel]:
-    if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
+    if isinstance(models, nn.Module) or not isinstance(models, Sequence):
         raise TypeError(f"models: expected a non-empty sequence of SequenceModel, "
                         f"got {type(models).__name__}")
+    if not models:
+        raise ValueError("models: expected a non-empty sequence of SequenceModel, got an "
+                         "empty one")
     for i, model in enumerate(models):
-        if not isinstance(model, SequenceModel):
-            raise TypeError(f"models[{i}]: expected an rnnlab.train.SequenceModel, "
-                            f"got {type(model).__name__}")
+        check_type(f"models[{i}]", model, SequenceModel, "an rnnlab.models.SequenceModel")
         core = model.core
         if (core.num_layers != 1 or core.bidirectional or getattr(core, "proj_size", 0)
-                or core.mode not in _GATES):
+                or core.mode not in GATES):
             raise ValueError(f"models[{i}]: expected a one-layer unidirectional RNN, LSTM or GRU "
                              f"core without proj_size, got {core!r}")
     first = _signature(models[0])
@@ -82,7 +85,7 @@ class Ensemble(nn.Module):
         n, H = len(models), first.core.hidden_size
         out = first.readout.out_features
         self.n_members, self.hidden_size, self.output_size = n, H, out
-        self.gates = _GATES[first.core.mode]
+        self.gates = GATES[first.core.mode]
         self.many_to_many = first.many_to_many
         weight = first.core.weight_hh_l0
         extra = {"nonlinearity": first.core.nonlinearity} if self.gates == 1 else {}
@@ -151,7 +154,7 @@ class Ensemble(nn.Module):
         the coefficient of :func:`rnnlab.clipping.clip_grad_norm_`, one per member.
         """
         norms = self.member_grad_norms()
-        coef = torch.clamp(max_norms / (norms + _EPS), max=1.0).view(1, -1, 1)
+        coef = clip_coefficient(max_norms, norms).view(1, -1, 1)
         for name, p in self._params.items():
             if p.grad is not None:
                 self._by_member(name, p.grad).mul_(coef)
@@ -208,18 +211,14 @@ def fit_members(models: Sequence[SequenceModel], task: Task, steps: int, *,
     to see which one diverged.
     """
     models = _check_members(models)
-    if not isinstance(task, Task):
-        raise TypeError(f"task: expected an rnnlab.tasks.Task, got {type(task).__name__}")
-    if not isinstance(optimizer, str):
-        raise TypeError(f"optimizer: expected a name such as 'adam' (an elementwise optimizer), "
-                        f"got {type(optimizer).__name__}")
+    check_type("task", task, Task, "an rnnlab.tasks.Task")
+    check_type("optimizer", optimizer, str, "a name such as 'adam' (an elementwise optimizer)")
     clips = list(clip) if isinstance(clip, list) else [clip] * len(models)
     if len(clips) != len(models) or not all(_is_norm_clip(c) for c in clips):
         raise ValueError(f"clip: expected None or ('norm', c) with c > 0, or a list of "
                          f"{len(models)} of these (one per member), got {clip!r}")
-    if eval_every is not None and (not isinstance(eval_every, int) or isinstance(eval_every, bool)
-                                   or eval_every < 1):
-        raise ValueError(f"eval_every: expected None or an int >= 1, got {eval_every!r}")
+    if eval_every is not None:
+        check_int("eval_every", eval_every, minimum=1)
     if device is not None:
         for model in models:
             model.to(device)
@@ -250,7 +249,7 @@ def fit_members(models: Sequence[SequenceModel], task: Task, steps: int, *,
     eval_x = eval_y = None
     if eval_every is not None:
         eval_x, eval_y = task.sample(eval_batch_size,
-                                     torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET),
+                                     eval_generator(seed),
                                      dtype=params.dtype, device=params.device)
 
     def callback(step: int, model: nn.Module, history: History) -> None:

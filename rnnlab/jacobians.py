@@ -56,6 +56,7 @@ The states :math:`s_0, \dots, s_T` are those of :func:`rnnlab.loop.unroll` (whic
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import torch
@@ -63,9 +64,10 @@ from torch import Tensor
 
 from rnnlab.checks import check_int
 from rnnlab.layout import check_recurrent, weights
-from rnnlab.loop import time_major, unroll
+from rnnlab.loop import trajectory
 
-__all__ = ["step_jacobians", "state_jacobians", "jacobian_log_norms", "lyapunov_exponents"]
+__all__ = ["step_jacobians", "state_jacobians", "jacobian_log_norms", "lyapunov_exponents",
+           "qr_exponents"]
 
 _SUPPORTED = ("a single-layer unidirectional torch.nn.RNN/LSTM/GRU (or a subclass) without "
               "proj_size: num_layers=1, bidirectional=False, proj_size=0")
@@ -108,11 +110,7 @@ class _Trajectory:
                                 ("proj_size", getattr(model, "proj_size", 0), 0)):
             if value != ok:
                 raise ValueError(f"model: expected {_SUPPORTED}, got {name}={value}")
-        seq = time_major(model, input)
-        if seq.lengths is not None:
-            raise TypeError("input: expected a torch.Tensor (sequences of one length), got "
-                            "PackedSequence")
-        _, _, (states,) = unroll(model, input, hx, return_states=True)
+        seq, (states,) = trajectory(model, input, hx)
         self.mode = model.mode                      # RNN_TANH, RNN_RELU, LSTM, GRU
         w = weights(model, 0, 0)
         self.w_hh = w.weight_hh.detach()
@@ -298,13 +296,10 @@ def _compressed(X: Tensor) -> Tensor:
 def lyapunov_exponents(model, input: Tensor, hx=None, k: int | None = None) -> Tensor:
     r"""The ``k`` largest Lyapunov exponents of the state dynamics along this trajectory.
 
-    QR method (Benettin et al. 1980): :math:`Q_0` a fixed random orthonormal ``S x k`` basis
-    (generic, so no invariant subspace hides a larger exponent); for t = 1..T,
-    :math:`J_t Q_{t-1} = Q_t R_t` (QR, :math:`R_t` upper triangular) and
-    :math:`\lambda_i = \frac1T \sum_{t=1}^{T} \log |(R_t)_{ii}|`, natural log per step, sorted
-    descending. For a constant :math:`J_t = A` they are :math:`\log|\mathrm{eig}(A)|`; a direction
-    the steps map to zero gives :math:`-\infty` or, through rounding, a very negative number.
-    The result does not depend on the global RNG.
+    :func:`qr_exponents` of the closed-form step Jacobians :math:`J_1, \dots, J_T`, natural log
+    per step, sorted descending. For a constant :math:`J_t = A` they are
+    :math:`\log|\mathrm{eig}(A)|`; a direction the steps map to zero gives :math:`-\infty` or,
+    through rounding, a very negative number. The result does not depend on the global RNG.
 
     Args:
         k: how many exponents, ``1 <= k <= S``; all ``S`` when ``None``.
@@ -314,19 +309,44 @@ def lyapunov_exponents(model, input: Tensor, hx=None, k: int | None = None) -> T
     """
     with torch.no_grad():
         run = _Trajectory(model, input, hx)
-        k = run.S if k is None else check_int("k", k)
-        if not 1 <= k <= run.S:
-            raise ValueError(f"k: expected None or an int in [1, S={run.S}], got {k}")
-        if run.T < 1:
-            raise ValueError(f"input: expected at least one time step, got shape "
-                             f"{tuple(input.shape)}")
-        start = torch.randn(run.S, k, generator=torch.Generator().manual_seed(0),
-                            dtype=torch.float64)
-        Q = torch.linalg.qr(start).Q.to(run.w_hh).expand(run.B, run.S, k)     # (B, S, k)
-        total = run.w_hh.new_zeros((run.B, k))
-        for lo in range(0, run.T, _CHUNK):
-            for J_t in run.steps(lo, min(lo + _CHUNK, run.T)).full():
-                Q, R = torch.linalg.qr(J_t @ Q)
-                total += R.diagonal(dim1=-2, dim2=-1).abs().log()
-        exponents = (total / run.T).sort(dim=-1, descending=True).values
-        return run.batched(exponents, 0)
+        products = (J_t.matmul for lo in range(0, run.T, _CHUNK)
+                    for J_t in run.steps(lo, min(lo + _CHUNK, run.T)).full())
+        return run.batched(qr_exponents(products, run.S, k, run.w_hh), 0)
+
+
+def qr_exponents(products: Iterable[Callable[[Tensor], Tensor]], size: int,
+                 k: int | None, like: Tensor) -> Tensor:
+    r"""The QR method (Benettin et al. 1980) for the ``k`` largest Lyapunov exponents.
+
+    ``products`` yields, for t = 1..T in order, a function :math:`Q \mapsto J_t Q` that
+    maps an ``(S, k)`` or ``(B, S, k)`` basis to ``(B, S, k)`` (``S = size``). From
+    :math:`Q_0`, a fixed random orthonormal ``S x k`` basis (seeded: generic, so that no
+    invariant subspace hides a larger exponent, and the same for every caller),
+
+    .. math::
+        J_t Q_{t-1} = Q_t R_t \quad (R_t \text{ upper triangular}), \qquad
+        \lambda_i = \frac1T \sum_{t=1}^{T} \log\lvert (R_t)_{ii}\rvert .
+
+    Every operation is differentiable (``torch.linalg.qr`` of a tall matrix of full
+    rank), so under autograd :math:`\lambda_i` has a gradient with respect to whatever
+    the products depend on (:func:`rnnlab.flossing.lyapunov_exponents`); under
+    ``no_grad`` no graph is kept (:func:`lyapunov_exponents`). ``k``: ``1 <= k <= S``,
+    all ``S`` when None. ``like``: :math:`Q_0`'s dtype and device.
+
+    Returns:
+        ``(B, k)``, natural log per step, sorted descending in each row.
+    """
+    if k is None:
+        k = size
+    check_int("k", k)
+    if not 1 <= k <= size:
+        raise ValueError(f"k: expected None or an int in [1, S={size}], got {k}")
+    start = torch.randn(size, k, generator=torch.Generator().manual_seed(0),
+                        dtype=torch.float64)
+    Q = torch.linalg.qr(start).Q.to(like)                            # (S, k)
+    total, steps = 0, 0
+    for product in products:
+        Q, R = torch.linalg.qr(product(Q))                           # (B, S, k)
+        total = total + R.diagonal(dim1=-2, dim2=-1).abs().log()     # log|(R_t)_ii|
+        steps += 1
+    return (total / steps).sort(dim=-1, descending=True).values

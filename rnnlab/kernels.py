@@ -15,6 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from rnnlab.checks import check_bool, check_type
+
 __all__ = ["CUDA_KERNEL", "install_cuda_kernel", "list_kernels"]
 
 CUDA_KERNEL = "rnnlab-cuda"
@@ -32,8 +34,13 @@ def install_cuda_kernel(*, user: bool = False, sys_prefix: bool = False,
     directory.
 
     Raises:
+        TypeError: ``user`` or ``sys_prefix`` is not a bool, ``prefix`` not a path.
         ValueError: more than one location was given.
     """
+    check_bool("user", user)
+    check_bool("sys_prefix", sys_prefix)
+    if prefix is not None:
+        check_type("prefix", prefix, (str, Path), "a str, a pathlib.Path or None")
     chosen = [name for name, value in (("user", user), ("sys_prefix", sys_prefix),
                                        ("prefix", prefix)) if value]
     if len(chosen) > 1:

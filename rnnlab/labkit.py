@@ -17,6 +17,23 @@ answer above`` while the answer still raises ``NotImplementedError``), instead o
 traceback, and the exception still propagates so that *Run All* stops there. Outside IPython (the
 grader's process, plain Python, pytest) a failing check re-raises the original exception unchanged
 and prints nothing.
+
+A lab also has cells that are no check: figures and experiments that call the student's
+functions, and question cells whose released body is ``raise NotImplementedError()``. Before the
+answers exist, :func:`setup` makes the kernel show the two errors such a cell raises as one line
+too, whatever cell raises them:
+
+* ``NotImplementedError()`` raised by a released stub (no message): ``✗ rnn_backward: not
+  implemented yet — write your answer above``, naming the function whose answer is missing (the
+  innermost one, so a figure that calls ``rnn_backward``, which calls an unanswered
+  ``rnn_forward``, names ``rnn_forward``), or ``✗ this cell: not answered yet — …`` for a stub
+  at a cell's top level;
+* a ``NameError`` at a cell's top level (a cell run before the cell that defines the name):
+  ``✗ name 'runs' is not defined — run the cell above that defines it``.
+
+Every other error, and these two when raised inside a function of the student's (a typo to
+debug) or with a message (a library's), keeps IPython's full traceback. The exception still
+propagates, so *Run All* stops there and the grader still reads its type.
 """
 
 from __future__ import annotations
@@ -29,11 +46,19 @@ from contextlib import contextmanager
 import torch
 
 from rnnlab import notebook
+from rnnlab.checks import check_type
 
-__all__ = ["setup", "check", "close", "max_abs_diff", "failure_line", "NOT_IMPLEMENTED"]
+__all__ = ["setup", "check", "close", "max_abs_diff", "failure_line", "NOT_IMPLEMENTED",
+           "NOT_ANSWERED", "RUN_ABOVE"]
 
 NOT_IMPLEMENTED = "not implemented yet — write your answer above"
 """What a failing check says while an answer still raises ``NotImplementedError``."""
+
+NOT_ANSWERED = "not answered yet — replace raise NotImplementedError() with your answer"
+"""What a question cell says while its released stub is still there."""
+
+RUN_ABOVE = "run the cell above that defines it"
+"""What a ``NameError`` adds: the name exists in the lab, in a cell not run yet."""
 
 _MAX_MESSAGE = 300
 _shell = None   # the interactive IPython shell setup() found running, if any
@@ -44,12 +69,52 @@ def setup(seed: int = 0) -> torch.device:
 
     Seeds every RNG with ``seed``, sets print and figure defaults and, when running inside an
     IPython shell (a Jupyter kernel), makes :func:`check` show a failed assertion or a missing
-    answer as one line. Returns :func:`rnnlab.device.default_device` for the lab's tensors.
+    answer as one line, and any cell a missing answer or name stops as one line (see the
+    module's docstring). Returns :func:`rnnlab.device.default_device` for the lab's tensors.
     """
     global _shell
     device = notebook.setup(seed=seed)
     _shell = _ipython_shell()
+    if _shell is not None:
+        _shell.set_custom_exc((NotImplementedError, NameError), _show_uncaught)
     return device
+
+
+def _show_uncaught(shell, etype, value, tb, tb_offset=None):
+    """IPython's custom exception handler: one line for a missing answer, else the usual view.
+
+    A cell stopped by a missing answer shows only that line: the figures it had begun to draw
+    are closed before the inline backend would show them empty.
+    """
+    line = _uncaught_line(value)
+    if line is not None:
+        if not hasattr(value, "_render_traceback_"):
+            value._render_traceback_ = lambda: [line]
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+    shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+
+
+def _uncaught_line(exc: BaseException) -> str | None:
+    """The one line for an error no check caught, or ``None`` to show its full traceback.
+
+    Only a released stub's bare ``NotImplementedError()``, or a ``NameError`` raised by a
+    cell's own top-level code, gets one line.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    top_level = code.co_name == "<module>"
+    if type(exc) is NotImplementedError and not exc.args:
+        if top_level:
+            return f"✗ this cell: {NOT_ANSWERED}"
+        return f"✗ {getattr(code, 'co_qualname', code.co_name)}: {NOT_IMPLEMENTED}"
+    if isinstance(exc, NameError) and top_level:
+        return f"✗ {_one_line(str(exc))} — {RUN_ABOVE}"
+    return None
 
 
 @contextmanager
@@ -67,8 +132,7 @@ def check(description: str) -> Iterator[None]:
         TypeError: ``description`` is not a string.
         ValueError: ``description`` is empty.
     """
-    if not isinstance(description, str):
-        raise TypeError(f"description: expected a str, got {type(description).__name__}")
+    check_type("description", description, str, "a str")
     if not description.strip():
         raise ValueError("description: expected a non-empty string, got an empty one")
     try:
@@ -120,7 +184,7 @@ def failure_line(description: str, exc: BaseException) -> str:
     if isinstance(exc, NotImplementedError):
         return f"✗ {description}: {NOT_IMPLEMENTED}"
     if isinstance(exc, NameError):
-        return f"✗ {description}: {_one_line(str(exc))} — run the cell above that defines it"
+        return f"✗ {description}: {_one_line(str(exc))} — {RUN_ABOVE}"
     message = _one_line(str(exc)) or "assertion failed"
     return f"✗ {description}: {message}"
 

@@ -44,7 +44,7 @@ from rnnlab.layout import (
     weights,
 )
 
-__all__ = ["unroll", "TimeMajor", "time_major"]
+__all__ = ["unroll", "trajectory", "TimeMajor", "time_major"]
 
 
 class TimeMajor(NamedTuple):
@@ -71,6 +71,9 @@ def time_major(module, input) -> TimeMajor:
 
 
 def _checked(module, x: Tensor, name: str) -> Tensor:
+    if x.shape[0] < 1:
+        raise ValueError(f"{name}: expected at least one time step, got shape "
+                         f"{tuple(x.shape)} (time-major)")
     if x.shape[-1] != module.input_size:
         raise ValueError(f"{name}: expected last dimension input_size={module.input_size}, "
                          f"got shape {tuple(x.shape)}")
@@ -184,6 +187,23 @@ def unroll(module, input, hx=None, *, return_states: bool = False):
     output = outputs[0] if D == 1 else torch.cat(outputs, dim=-1)
     output, h_n = _as_output(module, output, finals, input, seq)
     return (output, h_n, trajectories) if return_states else (output, h_n)
+
+
+def trajectory(module, input, hx=None) -> tuple[TimeMajor, list]:
+    """The states of :func:`unroll` for sequences of one length: ``(seq, states)``.
+
+    ``seq`` is ``input`` as :func:`time_major` checks and returns it, ``states`` the list that
+    ``unroll(module, input, hx, return_states=True)`` returns (with the graph autograd records,
+    if any). A :class:`~torch.nn.utils.rnn.PackedSequence` is refused (TypeError): a finished
+    sequence keeps its last state, which no step Jacobian of the recurrence describes.
+    """
+    check_recurrent("module", module)
+    seq = time_major(module, input)
+    if seq.lengths is not None:
+        raise TypeError("input: expected a torch.Tensor (sequences of one length), got "
+                        "PackedSequence")
+    _, _, states = unroll(module, input, hx, return_states=True)
+    return seq, states
 
 
 def _as_output(module, output: Tensor, finals, input, seq: TimeMajor):

@@ -40,6 +40,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from rnnlab.checks import check_bool, check_int, check_like, check_number, check_tensor, check_type
+
 __all__ = ["scan", "LRU"]
 
 
@@ -56,9 +58,8 @@ def scan(lambdas: Tensor, inputs: Tensor, h0: Tensor | None = None) -> Tensor:
     the composition of the :math:`2d` steps ending at t (Hillis-Steele). Work
     :math:`O(T \log T)`, depth :math:`\lceil\log_2 T\rceil`, differentiable by autograd.
     """
-    for name, value in (("lambdas", lambdas), ("inputs", inputs)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name}: expected a Tensor, got {type(value).__name__}")
+    check_tensor("lambdas", lambdas)
+    check_tensor("inputs", inputs)
     if inputs.dim() < 1 or inputs.shape[0] < 1:
         raise ValueError(f"inputs: expected shape (T, ...) with T >= 1, "
                          f"got {tuple(inputs.shape)}")
@@ -69,8 +70,7 @@ def scan(lambdas: Tensor, inputs: Tensor, h0: Tensor | None = None) -> Tensor:
                          f"{tuple(inputs.shape)}, got {tuple(lambdas.shape)}") from None
     b = inputs
     if h0 is not None:
-        if not isinstance(h0, Tensor):
-            raise TypeError(f"h0: expected a Tensor or None, got {type(h0).__name__}")
+        check_type("h0", h0, Tensor, "a torch.Tensor or None")
         try:
             first = a[0] * h0 + b[0]                             # x_1 = λ_1 x_0 + b_1
         except RuntimeError:
@@ -88,14 +88,6 @@ def _compose_prefixes(a: Tensor, b: Tensor) -> Tensor:
         a = torch.cat((a[:offset], a[offset:] * a[:-offset]))
         offset *= 2
     return b
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {value}")
-    return value
 
 
 class LRU(nn.Module):
@@ -121,15 +113,15 @@ class LRU(nn.Module):
                  r_max: float = 1.0, max_phase: float = 2 * math.pi, batch_first: bool = False,
                  device=None, dtype=None) -> None:
         super().__init__()
-        _positive_int("input_size", input_size)
-        _positive_int("hidden_size", hidden_size)
-        if not 0 <= r_min < r_max <= 1:
+        check_int("input_size", input_size, minimum=1)
+        check_int("hidden_size", hidden_size, minimum=1)
+        r_min = check_number("r_min", r_min, minimum=0, maximum=1)
+        r_max = check_number("r_max", r_max, minimum=0, maximum=1)
+        max_phase = check_number("max_phase", max_phase, positive=True, maximum=2 * math.pi)
+        check_bool("batch_first", batch_first)
+        if not r_min < r_max:
             raise ValueError(f"r_min, r_max: expected 0 <= r_min < r_max <= 1, "
                              f"got {r_min!r}, {r_max!r}")
-        if not 0 < max_phase <= 2 * math.pi:
-            raise ValueError(f"max_phase: expected 0 < max_phase <= 2π, got {max_phase!r}")
-        if not isinstance(batch_first, bool):
-            raise TypeError(f"batch_first: expected a bool, got {type(batch_first).__name__}")
         self.input_size, self.hidden_size, self.batch_first = input_size, hidden_size, batch_first
         kw = {"device": device, "dtype": dtype}
         u1 = torch.rand(hidden_size, **kw)
@@ -185,7 +177,7 @@ class LRU(nn.Module):
         :math:`\operatorname{diag}(\lambda)^{T-t}` written as
         :math:`\begin{pmatrix}\operatorname{Re} & -\operatorname{Im}\\ \operatorname{Im} &
         \operatorname{Re}\end{pmatrix}` blocks. Independent of the input."""
-        T = _positive_int("seq_len", seq_len)
+        T = check_int("seq_len", seq_len, minimum=1)
         lags = torch.arange(T, -1, -1, device=self.nu_log.device)            # T - t
         power = self.eigenvalues().unsqueeze(0) ** lags.unsqueeze(1)          # (T+1, N)
         re, im = torch.diag_embed(power.real), torch.diag_embed(power.imag)
@@ -195,20 +187,17 @@ class LRU(nn.Module):
         r""":math:`\log\lVert\partial x_T/\partial x_t\rVert_2 = (T-t)\max_j\log\lvert\lambda_j
         \rvert` for t = 0..T, ``(T+1,)``; ``[T] = 0``. Like
         :func:`rnnlab.jacobians.jacobian_log_norms`, finite at any length."""
-        T = _positive_int("seq_len", seq_len)
+        T = check_int("seq_len", seq_len, minimum=1)
         lags = torch.arange(T, -1, -1, device=self.nu_log.device)
         return lags * self.log_modulus().max()
 
     def _time_major(self, input) -> Tensor:
-        if not isinstance(input, Tensor):
-            raise TypeError(f"input: expected a torch.Tensor, got {type(input).__name__}")
+        check_tensor("input", input)
         if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
             raise ValueError(f"input: expected (T, B, {self.input_size}), (B, T, "
                              f"{self.input_size}) when batch_first, or unbatched (T, "
                              f"{self.input_size}), got shape {tuple(input.shape)}")
-        if input.dtype != self.D.dtype or input.device != self.D.device:
-            raise ValueError(f"input: expected {self.D.dtype} on {self.D.device} like the "
-                             f"module, got {input.dtype} on {input.device}")
+        check_like("input", input, "the parameters", self.D)
         if input.dim() == 2:
             return input.unsqueeze(1)
         return input.transpose(0, 1) if self.batch_first else input
@@ -216,8 +205,7 @@ class LRU(nn.Module):
     def _initial_state(self, hx, batch: int, dtype) -> Tensor:
         if hx is None:
             return torch.zeros(batch, self.hidden_size, dtype=dtype, device=self.D.device)
-        if not isinstance(hx, Tensor):
-            raise TypeError(f"hx: expected a torch.Tensor or None, got {type(hx).__name__}")
+        check_type("hx", hx, Tensor, "a torch.Tensor or None")
         if hx.shape[-1] != self.hidden_size or hx.dim() not in (1, 2) \
                 or (hx.dim() == 2 and hx.shape[0] != batch):
             raise ValueError(f"hx: expected shape ({batch}, {self.hidden_size}) (unbatched "

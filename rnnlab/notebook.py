@@ -19,6 +19,7 @@ import random
 import numpy as np
 import torch
 
+from rnnlab.checks import check_int, check_type
 from rnnlab.device import default_device
 
 __all__ = ["setup", "glue", "table", "format_number", "spread"]
@@ -36,10 +37,9 @@ def setup(seed: int = 0, num_threads: int | None = 1) -> torch.device:
     and on a 2-core machine a second thread costs more in contention than it gains (a chapter
     measured 33 s with 2 threads, 4.7 s with 1, under load). ``None`` leaves torch's default.
     """
-    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-        raise ValueError(f"num_threads: expected a positive int or None, got {num_threads!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    check_int("seed", seed, minimum=0)
+    if num_threads is not None:
+        check_int("num_threads", num_threads, minimum=1)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -129,7 +129,8 @@ def glue(name: str, value, fmt: str = ".3g"):
     rounding the prose states, so the stored output is stable across runs — and nothing is
     displayed. ``value`` may also be a string, glued as it is.
     """
-    if not isinstance(name, str) or not name.isidentifier():
+    check_type("name", name, str, "an identifier such as 'peak_norm'")
+    if not name.isidentifier():
         raise ValueError(f"name: expected an identifier such as 'peak_norm', got {name!r}")
     from myst_nb import glue as myst_glue
 

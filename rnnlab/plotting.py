@@ -18,15 +18,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from rnnlab.checks import check_bool
 from rnnlab.history import History
 
 __all__ = ["plot_log_norm_vs_lag", "plot_hidden_grad_norms", "plot_loss_curves",
-           "plot_norm_history", "plot_loss_slice"]
+           "plot_norm_history", "plot_loss_slice", "figure_and_axes"]
 
 _BASELINE_STYLE = {"color": "0.4", "linestyle": "--", "linewidth": 1.2}
 
 
-def _axes(ax):
+def figure_and_axes(ax) -> tuple:
+    """``(ax.figure, ax)`` for a matplotlib Axes, or a new figure's ``(fig, ax)`` when None."""
     if ax is None:
         import matplotlib.pyplot as plt
 
@@ -72,7 +74,8 @@ def plot_log_norm_vs_lag(log_norms, *, ax=None, log10: bool = False):
     drawn — or a mapping ``{label: that}``. The curve drawn is ``values[::-1]`` at k = 0..T.
     ``log10=True`` divides by ln 10 (decades instead of nats).
     """
-    fig, ax = _axes(ax)
+    check_bool("log10", log10)
+    fig, ax = figure_and_axes(ax)
     curves = _curves(log_norms, "log_norms")
     for label, array in curves.items():
         if array.ndim == 2:
@@ -92,7 +95,8 @@ def plot_hidden_grad_norms(norms, *, ax=None, logy: bool = True):
 
     ``norms``: (T,) from :func:`rnnlab.diagnostics.hidden_grad_norms`, or ``{label: (T,)}``.
     """
-    fig, ax = _axes(ax)
+    check_bool("logy", logy)
+    fig, ax = figure_and_axes(ax)
     curves = _curves(norms, "norms")
     for label, y in curves.items():
         ax.plot(np.arange(1, len(y) + 1), y, label=label)
@@ -112,7 +116,8 @@ def plot_loss_curves(losses, *, baseline: float | None = None, ax=None, logy: bo
     ``{label: either}``. ``baseline`` is typically ``task.baseline_loss`` (what a model that
     ignores the input achieves).
     """
-    fig, ax = _axes(ax)
+    check_bool("logy", logy)
+    fig, ax = figure_and_axes(ax)
     curves = _curves(losses, "losses", lambda v: v.loss if isinstance(v, History) else v)
     for label, y in curves.items():
         ax.plot(np.arange(1, len(y) + 1), y, label=label)
@@ -134,7 +139,8 @@ def plot_norm_history(norms, *, threshold=None, clipped=None, ax=None, logy: boo
     step (an adaptive clipper's threshold, dashed curve). ``clipped``: booleans per step; the
     clipped steps are marked with crosses.
     """
-    fig, ax = _axes(ax)
+    check_bool("logy", logy)
+    fig, ax = figure_and_axes(ax)
     if isinstance(norms, History):
         history = norms
         norms = history.grad_norm
@@ -172,7 +178,8 @@ def plot_loss_slice(alphas, losses, *, ax=None, logy: bool = False,
     ``losses``: the output of :func:`rnnlab.diagnostics.loss_slice`, or ``{label: that}``, one
     value per α.
     """
-    fig, ax = _axes(ax)
+    check_bool("logy", logy)
+    fig, ax = figure_and_axes(ax)
     x = _as_array(alphas, "alphas")
     curves = _curves(losses, "losses")
     for label, y in curves.items():

@@ -23,15 +23,9 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from rnnlab.checks import check_int, check_type
+
 __all__ = ["interleaved_medians"]
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {value}")
-    return value
 
 
 def interleaved_medians(functions: Mapping[str, Callable[[], object]], *, repeats: int = 11,
@@ -46,14 +40,14 @@ def interleaved_medians(functions: Mapping[str, Callable[[], object]], *, repeat
     covers the kernels and not only their launch. ``clock``: the timer (seconds as a float), as
     in :mod:`timeit`.
     """
-    if not isinstance(functions, Mapping) or not functions:
-        raise ValueError(f"functions: expected a non-empty mapping {{name: callable}}, "
-                         f"got {functions!r}")
+    check_type("functions", functions, Mapping, "a mapping {name: callable}")
+    if not functions:
+        raise ValueError("functions: expected a non-empty mapping {name: callable}, got {}")
     bad = [name for name, f in functions.items() if not callable(f)]
     if bad:
         raise TypeError(f"functions: expected callables, got {bad[0]!r}: "
                         f"{type(functions[bad[0]]).__name__}")
-    repeats, calls = _positive_int(repeats, "repeats"), _positive_int(calls, "calls")
+    repeats, calls = check_int("repeats", repeats, 1), check_int("calls", calls, 1)
     cuda = device is not None and torch.device(device).type == "cuda"
 
     def sync() -> None:

@@ -25,12 +25,19 @@ from rnnlab.history import History
 from rnnlab.models import GRU, LSTM, RNN, SequenceModel
 from rnnlab.tasks import Task
 
-__all__ = ["SequenceModel", "make_model", "History", "fit", "evaluate"]
+__all__ = ["SequenceModel", "make_model", "History", "fit", "evaluate", "eval_generator"]
 
 _EVAL_SEED_OFFSET = 2**32          # the held-out batch comes from a stream apart from training
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
                "rmsprop": torch.optim.RMSprop}
 _KINDS = ("rnn", "lstm", "gru")
+
+
+def eval_generator(seed: int) -> torch.Generator:
+    """The generator of the held-out batch of a run seeded with ``seed``: a stream apart from
+    the training batches' (``seed + 2**32``), shared by :func:`fit` and
+    :func:`rnnlab.ensemble.fit_members` so that both evaluate on the same batch."""
+    return torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET)
 
 
 def make_model(task: Task, kind: str = "lstm", hidden_size: int = 64, *, num_layers: int = 1,
@@ -179,7 +186,7 @@ def fit(model: nn.Module, task: Task | Callable[..., tuple[Tensor, Tensor]], ste
     train_gen = torch.Generator().manual_seed(seed)
     if eval_every is not None:
         eval_x, eval_y = sample(eval_batch_size,
-                                generator=torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET),
+                                generator=eval_generator(seed),
                                 device=device)
     bar = None
     if progress:

@@ -19,17 +19,17 @@ def root() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed():
     """Every test starts from the same RNG state."""
     torch.manual_seed(0)
     yield
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread():
-    """Small tensors on 2 shared cores: a second intra-op thread only adds contention.
-
-    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    """Every test computes on one torch thread (restored afterwards): the tests' tensors are
+    small, and on 2 shared cores a second intra-op thread only adds contention. The one place
+    that pins threads for the suite; a test that needs more sets them itself."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

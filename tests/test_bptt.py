@@ -125,13 +125,20 @@ def test_bad_arguments_are_refused_with_the_argument_named():
         (lambda: lag_contributions(states[:1], w, g), ValueError, "states: expected"),
         (lambda: lag_contributions(states, w[:2], g), ValueError, "weight_hh: expected"),
         (lambda: lag_contributions(states, w, g[:2]), ValueError, "grad_states: expected"),
-        (lambda: lag_contributions(states, w.float(), g), ValueError, "weight_hh: expected"),
+        (lambda: lag_contributions(states, w.float(), g), TypeError,
+         r"weight_hh: expected dtype torch.float64 \(the dtype of states\)"),
+        (lambda: lag_contributions(states, w.to("meta"), g), ValueError,
+         r"weight_hh: expected device cpu \(the device of states\)"),
+        (lambda: lag_contributions(states.long(), w, g), TypeError,
+         "states: expected a floating-point tensor"),
         (lambda: lag_contributions(states, w, g, nonlinearity="sigmoid"), ValueError,
          "nonlinearity: expected"),
         (lambda: lag_contributions(states, w, g, include_dphi=1), TypeError,
          "include_dphi: expected"),
         (lambda: bptt_gradients(x[:2], states, w, g), ValueError, "input: expected"),
         (lambda: bptt_gradients(None, states, w, g), TypeError, "input: expected"),
+        (lambda: bptt_gradients(x.float(), states, w, g), TypeError,
+         r"input: expected dtype torch.float64"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=message):

@@ -102,15 +102,17 @@ def test_dtype_and_device_follow_the_biases():
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: unit_loss([-2.6], 10), TypeError, "b: expected a Tensor"),
-    (lambda: unit_loss(torch.tensor([1, 2]), 10), ValueError, "b: expected a floating"),
+    (lambda: unit_loss([-2.6], 10), TypeError, "b: expected a torch.Tensor"),
+    (lambda: unit_loss(torch.tensor([1, 2]), 10), TypeError, "b: expected a floating"),
     (lambda: unit_loss(torch.zeros(2), 0), ValueError, "T: expected an int >= 1"),
     (lambda: unit_loss(torch.zeros(2), 2.0), TypeError, "T: expected an int"),
-    (lambda: unit_loss(torch.zeros(2), 2, w="5"), TypeError, "w: expected a number"),
-    (lambda: unit_loss(torch.zeros(2), 2, w=torch.ones(2, dtype=torch.float64)), ValueError,
-     "w: expected a tensor of b's dtype"),
+    (lambda: unit_loss(torch.zeros(2), 2, w="5"), TypeError, "w: expected a real number"),
+    (lambda: unit_loss(torch.zeros(2), 2, w=torch.ones(2, dtype=torch.float64)), TypeError,
+     r"w: expected dtype torch.float32 \(the dtype of b\)"),
+    (lambda: unit_loss(torch.zeros(2), 2, w=torch.ones(2, device="meta")), ValueError,
+     r"w: expected device cpu \(the device of b\)"),
     (lambda: unit_loss(torch.zeros(2), 2, target=math.nan), ValueError, "target: expected a"),
-    (lambda: basin_boundary(h0=None), TypeError, "h0: expected a number"),
+    (lambda: basin_boundary(h0=None), TypeError, "h0: expected a real number"),
 ])
 def test_arguments_are_checked_first(call, error, message):
     with pytest.raises(error, match=message):

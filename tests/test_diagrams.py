@@ -121,3 +121,5 @@ def test_bad_axes_and_flags_are_refused():
         unrolled_graph(("1",), many_to_one=1)
     with pytest.raises(ValueError, match="fontsize: expected"):
         draw_unrolled(fontsize=0)
+    with pytest.raises(TypeError, match="^fontsize: expected a real number, got str$"):
+        draw_unrolled(fontsize="10")

@@ -12,8 +12,6 @@ from rnnlab.init import identity_, orthogonal_
 from rnnlab.tasks import adding_task, temporal_order_task
 from rnnlab.train import fit, make_model
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def _members(task, kind="rnn", n=3, hidden_size=6, nonlinearity="tanh"):
     return [make_model(task, kind, hidden_size, nonlinearity=nonlinearity, seed=s).double()
@@ -143,6 +141,8 @@ def test_argument_checks():
     models = _members(task, n=2)
     with pytest.raises(TypeError, match="models"):
         Ensemble(models[0])
+    with pytest.raises(ValueError, match="^models: expected a non-empty sequence"):
+        Ensemble([])
     with pytest.raises(TypeError, match=r"models\[1\]"):
         Ensemble([models[0], models[1].core])
     with pytest.raises(ValueError, match=r"models\[1\]: expected the architecture"):
@@ -157,5 +157,9 @@ def test_argument_checks():
         fit_members(models, task, 1, optimizer=torch.optim.SGD)
     with pytest.raises(TypeError, match="task"):
         fit_members(models, lambda n, generator=None, device=None: None, 1)
+    with pytest.raises(TypeError, match="^eval_every: expected an int >= 1, got float$"):
+        fit_members(models, task, 1, eval_every=2.0)
+    with pytest.raises(ValueError, match="^eval_every: expected an int >= 1, got 0$"):
+        fit_members(models, task, 1, eval_every=0)
     with pytest.raises(ValueError, match="models: expected 2 models"):
         Ensemble(models).copy_to_(models[:1])

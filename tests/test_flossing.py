@@ -13,14 +13,13 @@ import math
 import pytest
 import torch
 from torch.nn.utils.parametrizations import orthogonal
+from torch.nn.utils.rnn import pack_sequence
 
 import rnnlab
 from rnnlab import jacobians
 from rnnlab.flossing import floss_, flossing_loss, lyapunov_exponents
 
 DTYPE = torch.float64
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def network(nonlinearity="tanh", batch_first=False, gain=1.0, H=6, I=2, seed=0):
@@ -126,7 +125,7 @@ def test_rejects_unsupported_models_and_arguments():
     with pytest.raises(ValueError, match="num_layers=2"):
         lyapunov_exponents(torch.nn.RNN(2, 3, num_layers=2), torch.ones(4, 1, 2))
     model = torch.nn.RNN(2, 3)
-    with pytest.raises(ValueError, match=r"k: expected None or an int in \[1, H=3\]"):
+    with pytest.raises(ValueError, match=r"k: expected None or an int in \[1, S=3\]"):
         lyapunov_exponents(model, torch.ones(4, 1, 2), k=4)
     with pytest.raises(ValueError, match="input: expected"):
         lyapunov_exponents(model, torch.ones(4, 1, 5))
@@ -134,7 +133,22 @@ def test_rejects_unsupported_models_and_arguments():
         lyapunov_exponents(model, torch.ones(0, 1, 2))
     with pytest.raises(ValueError, match="steps: expected an int >= 1"):
         floss_(model, torch.ones(4, 1, 2), 0)
-    with pytest.raises(ValueError, match="lr: expected a positive number"):
+    with pytest.raises(ValueError, match="^lr: expected a finite number > 0, got -1.0$"):
         floss_(model, torch.ones(4, 1, 2), 1, lr=-1.0)
-    with pytest.raises(TypeError, match="exponents: expected a Tensor"):
+    with pytest.raises(TypeError, match="exponents: expected a torch.Tensor"):
         flossing_loss([0.1])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: lyapunov_exponents(m, torch.ones(4, 1, 2), k=2.0), "k: expected an int"),
+    (lambda m: lyapunov_exponents(m, torch.ones(4, 1, 2, dtype=DTYPE)),
+     r"input: expected dtype torch.float32 \(the dtype of the parameters\)"),
+    (lambda m: lyapunov_exponents(m, pack_sequence([torch.ones(3, 2)])),
+     "input: expected a torch.Tensor \\(sequences of one length\\), got PackedSequence"),
+    (lambda m: floss_(m, torch.ones(4, 1, 2), 1.5), "steps: expected an int >= 1, got float"),
+    (lambda m: floss_(m, torch.ones(4, 1, 2), 1, lr="0.1"), "lr: expected a real number"),
+    (lambda m: flossing_loss(torch.ones(2), target=None), "target: expected a real number"),
+])
+def test_a_wrong_type_is_a_type_error_naming_the_argument(call, message):
+    with pytest.raises(TypeError, match=message):
+        call(torch.nn.RNN(2, 3))

@@ -10,6 +10,7 @@ import torch
 from rnnlab.jacobians import (
     jacobian_log_norms,
     lyapunov_exponents,
+    qr_exponents,
     state_jacobians,
     step_jacobians,
 )
@@ -409,3 +410,19 @@ def test_bad_hx_raises(model, hx, exc, match):
 def test_lyapunov_rejects_k_outside_one_to_s(k, error, match):
     with pytest.raises(error, match=match):
         lyapunov_exponents(torch.nn.RNN(3, 4), torch.randn(5, 1, 3), k=k)
+
+
+def test_qr_exponents_of_a_constant_map_are_its_log_eigenvalue_moduli_and_differentiable():
+    # J_t = A = V diag(d) V^-1 for every t: the exponents are log|d| (to O(1/T)), and the
+    # recurrence records a graph when asked: d/dA of λ₁ is the derivative of log|d₁| in A
+    gen = torch.Generator().manual_seed(0)
+    V = torch.eye(4, dtype=F64) + 0.3 * torch.randn(4, 4, generator=gen, dtype=F64)
+    d = torch.tensor([1.5, -0.8, 0.4, 0.1], dtype=F64)
+    A = (V @ torch.diag(d) @ torch.linalg.inv(V)).requires_grad_()
+    T = 500                                     # the transient of Q_0 costs O(1/T): 3e-3 here
+    exponents = qr_exponents((A.matmul for _ in range(T)), 4, None, A)      # (4,)
+    assert torch.allclose(exponents.detach(), d.abs().log(), atol=1e-2)
+    (grad,) = torch.autograd.grad(exponents[0], A)
+    # ∂ log|λ₁| / ∂A = (u vᵀ) / λ₁ with u, v the right and left eigenvectors, vᵀu = 1
+    u, w = V[:, 0], torch.linalg.inv(V)[0]
+    assert torch.allclose(grad, torch.outer(w, u) / d[0], atol=2e-2)        # 9e-3 here

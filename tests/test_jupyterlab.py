@@ -2,18 +2,24 @@
 
 A JupyterLab server (127.0.0.1, a free port, a token, throw-away settings, workspaces and
 runtime directories) serves a copy of the released labs. For each lab the test opens it in the
-browser, waits for the kernel to be idle and runs it through the UI like a student:
+browser, alone in a workspace of its own, waits for the kernel to be idle and runs it through the
+UI like a student:
 
 * unanswered (as released): cell by cell (Shift+Enter, which goes on after a failure), and every
-  visible check shows one readable ``✗ … not implemented yet`` line, never a traceback;
+  cell that stops shows one readable line — a visible check's ``✗ … not implemented yet``, a
+  figure's ``✗ rnn_backward: not implemented yet``, a question's ``✗ this cell: not answered
+  yet``, a name not defined yet — never a traceback;
 * answered (the solution's answer cells pasted into the lab's answer cells): *Run All* from the
   Run menu, and every visible check prints ``✓`` and nothing fails.
 
-The server and its kernels are shut down afterwards, also when a test fails.
+Each test shuts its kernel down when it ends; the server, and any kernel left, are shut down
+after the last test, also when a test fails.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import shutil
@@ -27,7 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rnnlab.labkit import NOT_IMPLEMENTED
+from rnnlab.labkit import NOT_ANSWERED, NOT_IMPLEMENTED, RUN_ABOVE
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LABS = sorted((ROOT / "labs").glob("*.ipynb"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TOKEN = "rnnlab-test-token"
+NOTEBOOK = ".jp-NotebookPanel-notebook"         # the cells' container in the notebook's panel
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+_WORKSPACES = itertools.count()
 SETTINGS = {
     # no news or update toasts over the notebook
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
@@ -152,20 +161,52 @@ def browser():
 
 
 def _open_notebook(browser, base: str, name: str):
-    """Open ``name`` in JupyterLab; return the page once its kernel is idle."""
+    """Open ``name`` alone in a fresh JupyterLab workspace; return the page once its kernel is
+    idle and the notebook has the keyboard focus in command mode.
+
+    Every test gets a workspace of its own (``/lab/workspaces/<new>/tree/…?reset``): the
+    default workspace remembers the notebooks opened before and reopens them as background
+    tabs, whose hidden cells then come first in the page. A dialog that asks something before
+    the kernel starts (a kernel to select) is accepted.
+    """
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.goto(f"{base}/lab/tree/{name}?token={TOKEN}", wait_until="load")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    workspace = f"test-{next(_WORKSPACES)}"
+    page.goto(f"{base}/lab/workspaces/{workspace}/tree/{name}?reset&token={TOKEN}",
+              wait_until="load")
+    page.locator(f"{NOTEBOOK} .jp-Cell").first.wait_for(state="visible", timeout=120_000)
+    deadline = time.monotonic() + 120
     # The execution indicator says idle before a kernel exists; the status bar names it.
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.jp-StatusBar-TextItem, .jp-StatusBar-Item')]"
-        ".some(el => /\\|\\s*Idle/.test(el.textContent) && !/No Kernel/.test(el.textContent))",
-        timeout=120_000)
+    while not page.evaluate(
+            "() => [...document.querySelectorAll('.jp-StatusBar-TextItem, .jp-StatusBar-Item')]"
+            ".some(el => /\\|\\s*Idle/.test(el.textContent)"
+            " && !/No Kernel/.test(el.textContent))"):
+        dialog = page.locator(".jp-Dialog .jp-mod-accept")
+        if dialog.count():
+            dialog.first.click()
+        if time.monotonic() > deadline:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-no-idle-kernel.png"))
+            pytest.fail(f"{name}: the kernel never became idle (screenshot in {SCREENSHOTS})")
+        time.sleep(0.3)
+    panels = page.locator(".jp-NotebookPanel").count()
+    assert panels == 1, f"{name}: {panels} notebooks open in a fresh workspace"
+    page.locator(NOTEBOOK).focus()                  # the keyboard goes to the notebook
+    page.keyboard.press("Escape")                   # command mode, first cell active
     return page, context
 
 
-_CELLS = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell.jp-CodeCell')]
+def _close(base: str, context) -> None:
+    """Close the browser context and shut down every kernel session of the server."""
+    context.close()
+    sessions = json.load(urllib.request.urlopen(f"{base}/api/sessions?token={TOKEN}"))
+    for session in sessions:
+        request = urllib.request.Request(
+            f"{base}/api/sessions/{session['id']}?token={TOKEN}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30)
+
+
+_CELLS = """() => [...document.querySelectorAll('.jp-NotebookPanel-notebook .jp-CodeCell')]
   .filter(c => (c.querySelector('.cm-content') || {}).innerText?.trim())   // not a new empty cell
   .map(c => ({
     prompt: (c.querySelector('.jp-InputPrompt') || {}).textContent || '',
@@ -197,7 +238,7 @@ def _run_cell(page, index: int, timeout_s: float = 300) -> None:
     next cell is only started then, so no request is queued behind a failing one (the kernel
     would abort it).
     """
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell = page.locator(f"{NOTEBOOK} .jp-Cell").nth(index)
     is_code = "jp-CodeCell" in (cell.get_attribute("class") or "")
     before = cell.locator(".jp-InputPrompt").inner_text() if is_code else ""
     page.keyboard.press("Shift+Enter")
@@ -224,19 +265,17 @@ def test_unanswered_lab_shows_one_readable_line_per_check(lab_server, browser, l
     base, _ = lab_server
     page, context = _open_notebook(browser, base, lab.name)
     try:
-        count = len(page.query_selector_all(".jp-Notebook .jp-Cell"))
-        page.click(".jp-Notebook .jp-Cell >> nth=0")
-        page.keyboard.press("Escape")                       # command mode
+        count = page.locator(f"{NOTEBOOK} .jp-Cell").count()
         for index in range(count):
             _run_cell(page, index)
         cells = _wait_all_executed(page, 60)
     finally:
-        context.close()
+        _close(base, context)
     unexecuted = [i for i, c in enumerate(cells) if not c["prompt"].strip("[]: ").isdigit()]
     assert unexecuted == [], f"{lab.name}: code cells never ran: {unexecuted}"
     passed, failed = _checks(cells)
     assert failed, f"{lab.name}: no visible check failed although nothing is answered"
-    assert all(line.endswith(NOT_IMPLEMENTED) or "run the cell above" in line
+    assert all(line.endswith((NOT_IMPLEMENTED, NOT_ANSWERED)) or line.endswith(RUN_ABOVE)
                for line in failed), f"{lab.name}: unreadable failures: {failed}"
     walls = [o["text"][:200] for c in cells for o in c["outputs"]
              if "Traceback" in o["text"] or o["text"].count("\n") > 15 and o["error"]]
@@ -251,11 +290,12 @@ def test_answered_lab_passes_every_visible_check_with_run_all(lab_server, browse
         page.click("li.lm-MenuBar-item:has-text('Run')")
         page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
         page.wait_for_function(
-            "() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]"
-            ".every(p => /\\[\\d+\\]/.test(p.textContent))", timeout=600_000)
+            "() => [...document.querySelectorAll('.jp-NotebookPanel-notebook .jp-CodeCell"
+            " .jp-InputPrompt')].every(p => /\\[\\d+\\]/.test(p.textContent))",
+            timeout=300_000)
         cells = _wait_all_executed(page, 60)
     finally:
-        context.close()
+        _close(base, context)
     passed, failed = _checks(cells)
     errors = [o["text"][:300] for c in cells for o in c["outputs"] if o["error"]]
     assert failed == [] and errors == [], f"{lab.name}: {failed} {errors}"

@@ -35,6 +35,10 @@ def test_install_writes_a_kernelspec_of_this_python_that_sets_rnnlab_device(pref
 def test_install_refuses_two_locations(prefix):
     with pytest.raises(ValueError, match="location: expected at most one of"):
         install_cuda_kernel(user=True, prefix=prefix)
+    with pytest.raises(TypeError, match="^user: expected a bool, got str$"):
+        install_cuda_kernel(user="yes")
+    with pytest.raises(TypeError, match="^prefix: expected a str, a pathlib.Path or None"):
+        install_cuda_kernel(prefix=3)
 
 
 def test_cli_installs_and_lists_the_kernel(prefix, capsys):

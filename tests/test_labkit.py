@@ -12,7 +12,16 @@ import torch
 from nbclient import NotebookClient
 
 from rnnlab import labkit
-from rnnlab.labkit import NOT_IMPLEMENTED, check, close, failure_line, max_abs_diff, setup
+from rnnlab.labkit import (
+    NOT_ANSWERED,
+    NOT_IMPLEMENTED,
+    RUN_ABOVE,
+    check,
+    close,
+    failure_line,
+    max_abs_diff,
+    setup,
+)
 
 
 def test_setup_returns_default_device_and_seeds_torch():
@@ -116,6 +125,45 @@ def test_max_abs_diff_is_the_largest_elementwise_gap():
     assert max_abs_diff([], []) == 0.0
 
 
+def _raised(source: str) -> BaseException:
+    """The exception ``source`` raises when run as a module (a cell's top level is one)."""
+    try:
+        exec(compile(source, "<cell>", "exec"), {})
+    except BaseException as exc:                    # whatever the cell raised
+        return exc
+    raise AssertionError(f"{source!r} raised nothing")
+
+
+def test_uncaught_stub_names_the_innermost_unanswered_function():
+    exc = _raised("def rnn_forward():\n    raise NotImplementedError()\n"
+                  "def rnn_backward():\n    return rnn_forward()\nrnn_backward()")
+    assert labkit._uncaught_line(exc) == f"✗ rnn_forward: {NOT_IMPLEMENTED}"
+
+
+def test_uncaught_stub_at_a_cells_top_level_asks_for_the_answer_there():
+    exc = _raised("# One letter per answer\nraise NotImplementedError()")
+    assert labkit._uncaught_line(exc) == f"✗ this cell: {NOT_ANSWERED}"
+
+
+def test_uncaught_name_error_at_top_level_is_one_line():
+    exc = _raised("for name in runs:\n    pass")
+    assert labkit._uncaught_line(exc) == f"✗ name 'runs' is not defined — {RUN_ABOVE}"
+
+
+@pytest.mark.parametrize("source", [
+    "def f():\n    return undefined_name\nf()",               # a typo inside a function
+    "raise NotImplementedError('aten::foo is not supported on this device')",   # a library's
+    "assert 1 == 2",
+    "{}['key']",
+])
+def test_uncaught_bugs_keep_their_traceback(source):
+    assert labkit._uncaught_line(_raised(source)) is None
+
+
+def test_uncaught_without_traceback_keeps_the_default_view():
+    assert labkit._uncaught_line(NotImplementedError()) is None
+
+
 def _run_in_kernel(cells: list[str]) -> list:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
@@ -164,3 +212,34 @@ def test_in_a_kernel_failures_show_one_line_and_stop_run_all():
     # an answer that was never defined: one line too
     assert _text(cells[8]) == ("✗ question: name 'answer_q' is not defined — run the cell above "
                                "that defines it")
+
+
+@pytest.mark.slow
+def test_in_a_kernel_cells_stopped_by_a_missing_answer_show_one_line():
+    cells = _run_in_kernel([
+        "runs",
+        "from rnnlab.labkit import setup\ndevice = setup(seed=0)",
+        "# a question cell as released\nraise NotImplementedError()",
+        "def rnn_forward():\n    raise NotImplementedError()\n"
+        "def rnn_backward():\n    return rnn_forward()",
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nprint('drawing')\n"
+        "ax.plot(rnn_backward())\nplt.show()",
+        "for name in runs:\n    pass",
+        "def f():\n    return undefined_name\nf()",
+        "raise NotImplementedError('not supported on this device')",
+    ])
+    errors = [[out for out in cell.outputs if out.output_type == "error"] for cell in cells]
+    # before setup(): IPython's usual traceback
+    assert len(errors[0]) == 1 and len(errors[0][0].traceback) > 1
+    # the error keeps its type (Run All stops; the grader reads ename)
+    assert [(e.ename, e.traceback) for e in errors[2]] == [
+        ("NotImplementedError", [f"✗ this cell: {NOT_ANSWERED}"])]
+    assert [(e.ename, e.traceback) for e in errors[4]] == [
+        ("NotImplementedError", [f"✗ rnn_forward: {NOT_IMPLEMENTED}"])]
+    # what the cell printed before stays; the half-drawn figure is not shown
+    assert [out.output_type for out in cells[4].outputs] == ["stream", "error"]
+    assert [(e.ename, e.traceback) for e in errors[5]] == [
+        ("NameError", [f"✗ name 'runs' is not defined — {RUN_ABOVE}"])]
+    # bugs to debug keep the full traceback
+    for index in (6, 7):
+        assert len(errors[index]) == 1 and len(errors[index][0].traceback) > 1

@@ -7,8 +7,9 @@ import ast
 import pytest
 
 ORDER = ["checks", "layout", "history", "cells", "loop", "models", "bptt", "jacobians",
-         "diagnostics", "init", "clipping", "tasks", "cliff", "lru", "flossing", "train", "ensemble",
-         "plotting", "diagrams", "timing", "device", "kernels", "notebook", "labkit"]
+         "diagnostics", "init", "clipping", "tasks", "cliff", "lru", "flossing", "train",
+         "ensemble", "long_range", "plotting", "diagrams", "timing", "device", "kernels",
+         "notebook", "labkit"]
 
 # The grading child pre-imports what every lab imports, so that its memory counts before the
 # student's limit is set; that is the lab's dependency, not the grader's.
@@ -56,3 +57,25 @@ def test_contributing_draws_the_same_order(root):
     drawn = [name.strip() for line in block.splitlines() if line and not line.startswith(" ")
              for name in line.split("  ")[0].split(",")]
     assert [name for name in drawn if name in ORDER] == ORDER
+
+
+def test_no_module_imports_a_private_name_of_another(root):
+    """A name that two modules need is public in one of them (or lives in a shared module)."""
+    private = []
+    for path in sorted((root / "rnnlab").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rnnlab"):
+                private += [f"{path.relative_to(root)}: from {node.module} import {a.name}"
+                            for a in node.names
+                            if a.name.startswith("_") and not a.name.endswith("__")]
+    assert private == []
+
+
+def test_package_docstring_and_exports_name_every_public_module(root):
+    import rnnlab
+
+    modules = {p.stem for p in (root / "rnnlab").glob("*.py")} - {"__init__", "__main__"}
+    modules.add("grading")
+    missing_doc = sorted(m for m in modules if f"``{m}``" not in rnnlab.__doc__)
+    missing_all = sorted(modules - set(rnnlab.__all__))
+    assert missing_doc == [] and missing_all == []

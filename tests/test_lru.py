@@ -18,8 +18,6 @@ from rnnlab.lru import LRU, scan
 
 DTYPE = torch.float64
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def loop(lambdas, inputs, h0=None):
     """x_t = λ_t x_{t-1} + b_t, one step per iteration."""
@@ -71,7 +69,7 @@ def test_scan_gradients_match_loop_gradients():
 
 
 def test_scan_rejects_bad_arguments():
-    with pytest.raises(TypeError, match="inputs: expected a Tensor"):
+    with pytest.raises(TypeError, match="inputs: expected a torch.Tensor"):
         scan(torch.ones(3), [1.0, 2.0])
     with pytest.raises(ValueError, match="lambdas: expected a shape broadcastable"):
         scan(torch.ones(4), torch.ones(5, 2, 3))
@@ -226,10 +224,16 @@ def test_lru_rejects_bad_arguments():
         LRU(2, 3.0)
     with pytest.raises(ValueError, match="input_size: expected an int >= 1"):
         LRU(0, 3)
+    with pytest.raises(TypeError, match="r_max: expected a real number, got str"):
+        LRU(2, 3, r_max="1")
+    with pytest.raises(TypeError, match="batch_first: expected a bool, got int"):
+        LRU(2, 3, batch_first=1)
+    with pytest.raises(TypeError, match="hx: expected a torch.Tensor or None, got list"):
+        LRU(2, 3)(torch.ones(4, 1, 2), [0.0, 0.0, 0.0])
     lru = LRU(2, 3)
     with pytest.raises(ValueError, match=r"input: expected \(T, B, 2\)"):
         lru(torch.ones(4, 1, 3))
-    with pytest.raises(ValueError, match="input: expected torch.float32"):
+    with pytest.raises(TypeError, match=r"input: expected dtype torch.float32 \(the dtype of"):
         lru(torch.ones(4, 1, 2, dtype=DTYPE))
     with pytest.raises(ValueError, match=r"hx: expected shape \(1, 3\)"):
         lru(torch.ones(4, 1, 2), torch.ones(2, 3))

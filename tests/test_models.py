@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
+from rnnlab.loop import trajectory
 from rnnlab.models import GRU, LSTM, RNN, unroll
 
 I, H, P, N, L = 3, 5, 2, 4, 6
@@ -231,11 +232,25 @@ def test_unroll_applies_dropout_between_layers_in_training_mode():
     (torch.randn(L, N, I + 1), ValueError, "input_size=3"),
     (torch.randn(L, N, I, dtype=torch.float32), TypeError, "float64"),
     ([1.0, 2.0], TypeError, "PackedSequence"),
+    (torch.randn(0, N, I, dtype=DTYPE), ValueError, "at least one time step"),  # torch: too
+    (torch.randn(0, I, dtype=DTYPE), ValueError, "at least one time step"),
 ])
 def test_unroll_rejects_bad_input_with_a_clear_message(bad, error, words):
     model = RNN(I, H, dtype=DTYPE)
     with pytest.raises(error, match=words):
         model.unroll(bad)
+
+
+def test_trajectory_returns_unrolls_states_and_refuses_packed_sequences():
+    model = GRU(I, H, dtype=DTYPE)
+    x = torch.randn(L, N, I, dtype=DTYPE)
+    seq, states = trajectory(model, x)
+    _, _, want = model.unroll(x, return_states=True)
+    assert seq.batched and torch.equal(seq.data, x)
+    assert all(torch.equal(a, b) for a, b in zip(states[0], want[0], strict=True))
+    packed = pack_padded_sequence(x, [L] * N)
+    with pytest.raises(TypeError, match="sequences of one length"):
+        trajectory(model, packed)
 
 
 def test_unroll_rejects_bad_hx_with_a_clear_message():

@@ -28,9 +28,10 @@ def test_setup_returns_the_default_device(monkeypatch):
     assert setup() == default_device() == torch.device("cpu")
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
-def test_setup_rejects_seeds_that_are_not_non_negative_ints(seed):
-    with pytest.raises(ValueError, match="seed: expected a non-negative int"):
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (1.5, TypeError), ("0", TypeError),
+                                         (True, TypeError)])
+def test_setup_rejects_seeds_that_are_not_non_negative_ints(seed, error):
+    with pytest.raises(error, match="^seed: expected an int >= 0, got "):
         setup(seed)
 
 
@@ -42,20 +43,27 @@ def test_setup_caps_torch_threads_and_can_leave_them_alone():
         torch.set_num_threads(2)
         setup(num_threads=None)
         assert torch.get_num_threads() == 2
-        with pytest.raises(ValueError, match="num_threads: expected a positive int"):
+        with pytest.raises(ValueError, match="^num_threads: expected an int >= 1, got 0$"):
             setup(num_threads=0)
+        with pytest.raises(TypeError, match="^num_threads: expected an int >= 1, got float$"):
+            setup(num_threads=2.0)
     finally:
         torch.set_num_threads(before)
 
 
-def test_setup_in_plain_python_starts_no_ipython_shell():
-    import subprocess
+def test_setup_in_plain_python_starts_no_ipython_shell(monkeypatch):
+    # in this process, not a fresh interpreter (whose imports cost 5-15 s on 2 shared cores)
     import sys
 
-    code = ("import rnnlab.notebook as n; n.setup(); import sys; "
-            "from IPython import get_ipython; print(get_ipython() is None)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    setup()                                            # IPython not loaded: it stays so
+    assert "IPython" not in sys.modules
+    monkeypatch.undo()
+    from IPython.core.interactiveshell import InteractiveShell
+
+    running = InteractiveShell.initialized()
+    setup()                                            # IPython loaded: no shell started
+    assert InteractiveShell.initialized() == running
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,7 +90,7 @@ def test_format_number_rounds_and_writes_exponents_as_powers_of_ten(value, fmt, 
 
 @pytest.mark.parametrize("value", [None, True, [1.0], torch.ones(2)])
 def test_format_number_refuses_what_is_not_a_number(value):
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(TypeError, match="^value: expected a number, got "):
         format_number(value)
 
 
@@ -96,6 +104,8 @@ def test_glue_stores_the_formatted_number_under_its_name(monkeypatch):
     assert stored == {"peak": ("5751", False)}
     with pytest.raises(ValueError, match="name: expected an identifier"):
         glue("not a name", 1.0)
+    with pytest.raises(TypeError, match="^name: expected an identifier such as .*, got int$"):
+        glue(3, 1.0)
 
 
 def test_table_renders_a_markdown_table_with_formatted_cells():

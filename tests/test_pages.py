@@ -51,7 +51,12 @@ pytestmark = pytest.mark.skipif(not CHAPTERS, reason="no chapter notebooks yet")
 ids = [p.stem for p in CHAPTERS]
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=ids)
+LABS = sorted(p for folder in ("labs", "solutions") for p in (ROOT / folder).glob("*.ipynb"))
+
+
+# The labs are pages of the book too ("Labs" part), and solutions/ is what they are released from.
+@pytest.mark.parametrize("path", CHAPTERS + LABS,
+                         ids=ids + [f"{p.parent.name}/{p.stem}" for p in LABS])
 def test_code_fits_the_column(path):
     long = [f"cell {i}: {line[:50]}… ({len(line)} columns)"
             for i, cell in enumerate(_code_cells(path))

@@ -157,5 +157,12 @@ def test_empty_input_is_rejected(call):
 
 
 def test_non_axes_is_rejected():
-    with pytest.raises(TypeError, match="ax"):
+    with pytest.raises(TypeError, match="ax: expected a matplotlib Axes or None, got str"):
         plot_loss_curves([1.0], ax="left")
+
+
+def test_a_flag_that_is_not_a_bool_is_a_type_error():
+    with pytest.raises(TypeError, match="^logy: expected a bool, got str$"):
+        plot_loss_curves([1.0], logy="yes")
+    with pytest.raises(TypeError, match="^log10: expected a bool, got int$"):
+        plot_log_norm_vs_lag([0.0, 1.0], log10=1)

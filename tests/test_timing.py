@@ -66,7 +66,7 @@ def test_real_clock_orders_a_longer_computation_after_a_shorter_one():
 
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"functions": {}}, ValueError, "functions: expected"),
-    ({"functions": [lambda: 0]}, ValueError, "functions: expected"),
+    ({"functions": [lambda: 0]}, TypeError, "functions: expected a mapping"),
     ({"functions": {"a": 1}}, TypeError, "functions: expected callables"),
     ({"functions": {"a": lambda: 0}, "repeats": 0}, ValueError, "repeats: expected"),
     ({"functions": {"a": lambda: 0}, "calls": 1.5}, TypeError, "calls: expected"),

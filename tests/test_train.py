@@ -16,15 +16,6 @@ from rnnlab.tasks import adding_task, copy_task, temporal_order_task
 from rnnlab.train import History, SequenceModel, evaluate, fit, make_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on 2 shared cores: a second intra-op thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_adding_model(seed: int = 0, kind: str = "rnn") -> tuple:
     task = adding_task(6)
     return task, make_model(task, kind, 5, seed=seed)
