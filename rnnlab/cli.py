@@ -2,7 +2,8 @@
 
 ``rnnlab release SOURCE DEST`` turns solution notebooks into student labs,
 ``rnnlab grade SUBMISSIONS --source SOURCE --out grades.csv`` grades a folder of submissions,
-``rnnlab feedback DETAILS --out DIR`` writes per-student feedback from a grading run, and
+``rnnlab feedback DETAILS --out DIR`` writes per-student feedback from a grading run,
+``rnnlab labs copy DEST`` copies the student labs out of the repository to work on, and
 ``rnnlab kernel install|list`` manages the ``rnnlab-cuda`` Jupyter kernel.
 """
 
@@ -39,20 +40,25 @@ def _grade(args: argparse.Namespace) -> int:
     def progress(total):
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="notebook", disable=args.quiet, file=sys.stderr)
+            bar = tqdm(total=total, unit="student", disable=args.quiet, file=sys.stderr)
         else:
             bar.update(1)
 
     try:
         results, isolated = grading.grade(args.submissions, args.source, limits=limits,
                                           jobs=args.jobs, sandbox=sandbox, progress=progress,
-                                          tmp_root=args.tmp_dir)
-    except grading.SandboxUnavailable as exc:
+                                          tmp_root=args.tmp_dir, scheduler=args.scheduler)
+    except (grading.SandboxUnavailable, ValueError, ImportError) as exc:
         print(f"rnnlab grade: {exc}", file=sys.stderr)
         return 2
     finally:
         if bar is not None:
             bar.close()
+    hidden = grading.hidden_folders(args.submissions)
+    if hidden:
+        print(f"WARNING: {len(hidden)} folder(s) whose names start with '.' were not graded: "
+              f"{', '.join(map(repr, hidden))}; rename a student's folder to grade it.",
+              file=sys.stderr)
     found = grading.support()
     if not isolated:
         print("WARNING: student code ran WITHOUT a sandbox (bwrap missing or --no-sandbox): it "
@@ -71,6 +77,13 @@ def _grade(args: argparse.Namespace) -> int:
     if args.feedback:
         grading.write_feedback(results, args.feedback)
     print(f"graded {len(results)} notebooks → {out} (details: {details})")
+    if args.similarity > 0:
+        from rnnlab.grading.similarity import similar_pairs, write_similarity
+
+        pairs = similar_pairs(args.submissions, args.source, threshold=args.similarity)
+        path = write_similarity(pairs, out.with_name(out.stem + "_similarity.csv"))
+        print(f"{len(pairs)} pairs of students with similar answers → {path} (a signal to "
+              "read both notebooks, not a verdict: nothing in the grades changes)")
     return 0
 
 
@@ -79,6 +92,20 @@ def _feedback(args: argparse.Namespace) -> int:
 
     paths = grading.write_feedback(grading.read_details(args.details), args.out)
     print(f"wrote {len(paths)} feedback files to {args.out}")
+    return 0
+
+
+def _labs_copy(args: argparse.Namespace) -> int:
+    from rnnlab.grading.labs import copy_labs
+
+    try:
+        paths = copy_labs(args.dest, args.source)
+    except (FileExistsError, FileNotFoundError) as exc:
+        print(f"rnnlab labs copy: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    print(f"copied {len(paths)} labs; work on them with:  jupyter lab {args.dest}")
     return 0
 
 
@@ -119,12 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild each submission from the instructor's source, run the student's "
                     "answer cells in a sandboxed kernel (one per student, emptied between "
                     "labs) and the tests in the grader. Writes "
-                    "OUT, OUT_summary.csv and OUT_details.json (the input of `feedback`).")
+                    "OUT, OUT_summary.csv, OUT_details.json (the input of `feedback`) and "
+                    "OUT_similarity.csv.")
     grade.add_argument("submissions", help="directory with one sub-directory per student")
     grade.add_argument("--source", required=True, help="directory of solution notebooks")
     grade.add_argument("--out", default="grades.csv", help="CSV to write (default grades.csv)")
     grade.add_argument("--jobs", type=int, default=1, help="students graded in parallel "
                        "(each in one kernel, reused for their labs)")
+    grade.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="grade on a Dask cluster: the scheduler's address (tcp://host:8786) "
+                            "or its --scheduler-file; each student is one task, graded in the "
+                            "sandbox of the worker's machine (needs rnnlab[cluster]; the "
+                            "submissions and --source at the same paths on the workers)")
     grade.add_argument("--cell-timeout", type=float, default=60.0,
                        help="seconds per cell or test (default 60)")
     grade.add_argument("--setup-timeout", type=float, default=120.0,
@@ -147,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "seccomp filter")
     box.add_argument("--no-sandbox", action="store_true",
                      help="run student code without bwrap (trusted submissions only)")
+    grade.add_argument("--similarity", type=float, default=0.8, metavar="SCORE",
+                       help="write OUT_similarity.csv: pairs of students whose answers to a "
+                            "lab score at least SCORE (0-1, default 0.8) once code given in "
+                            "the lab and code most of the class shares are set aside; 0 "
+                            "turns it off. A signal for a human, never a penalty")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(func=_grade)
 
@@ -154,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("details", help="the *_details.json written by `rnnlab grade`")
     feedback.add_argument("--out", required=True, help="directory for <student>.md files")
     feedback.set_defaults(func=_feedback)
+
+    labs = commands.add_parser(
+        "labs", help="the student labs: copy them out of the repository to work on",
+        description="Students work on a copy of labs/, not on the repository's files (Jupyter "
+                    "saves as you go: working in labs/ would change tracked files).")
+    labs_commands = labs.add_subparsers(dest="labs_command", metavar="ACTION", required=True)
+    copy = labs_commands.add_parser("copy", help="copy the labs to DEST (never overwrites)")
+    copy.add_argument("dest", help="directory to copy the labs into (made if missing)")
+    copy.add_argument("--source", default=None,
+                      help="directory of released labs (default: labs/ of this checkout)")
+    copy.set_defaults(func=_labs_copy)
 
     kernel = commands.add_parser(
         "kernel", help="the rnnlab-cuda Jupyter kernel (same notebooks, on the GPU)",

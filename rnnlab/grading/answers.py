@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from rnnlab.grading import remote
 
-__all__ = ["GradingEvent", "StudentException", "AnswerProxy", "unwrap", "mirror",
-           "BUILTIN_ERRORS"]
+__all__ = ["GradingEvent", "StudentException", "UsesUnanswered", "AnswerProxy", "unwrap",
+           "mirror", "BUILTIN_ERRORS"]
 
 
 class GradingEvent(BaseException):
@@ -40,6 +40,15 @@ class StudentException(Exception):
     """An exception of the student's code whose type is not a built-in one."""
 
 
+class UsesUnanswered(NotImplementedError):
+    """The answer called is written, but it calls another answer of the lab that is not
+    (``answer``, one of the lab's answer names): not implemented yet, but not this one."""
+
+    def __init__(self, answer: str):
+        super().__init__(f"uses {answer}, which is not implemented yet")
+        self.answer = answer
+
+
 BUILTIN_ERRORS = {cls.__name__: cls for cls in (
     ArithmeticError, AssertionError, AttributeError, IndexError, KeyError, LookupError,
     NameError, NotImplementedError, OverflowError, RecursionError, RuntimeError, TypeError,
@@ -55,7 +64,10 @@ def _student_error(error) -> BaseException:
     if name == "TypeError" and message.startswith("not plain data"):
         return GradingEvent("error", "returned something that is not plain data")
     builtin = BUILTIN_ERRORS.get(name)
-    return builtin(message) if builtin else StudentException(message)
+    exc = builtin(message) if builtin else StudentException(message)
+    if isinstance(exc, (NotImplementedError, NameError)) and isinstance(error.get("where"), str):
+        exc.where = error["where"]
+    return exc
 
 
 def mirror(original, returned):
@@ -143,11 +155,14 @@ class AnswerProxy:
         send: sends a request to the kernel and returns the result envelope's text (raises
             :class:`GradingEvent` on a timeout, a dead kernel, …).
         events: the flags of what happened during this test; a call appends to it.
+        answers: the lab's answer names: a ``NotImplementedError`` raised in another of them,
+            or a ``NameError`` for one, is raised into the test as :class:`UsesUnanswered`.
     """
 
     def __init__(self, name: str, forbidden: tuple[str, ...], send: Callable[[dict], str],
-                 events: list[str]):
+                 events: list[str], answers: frozenset[str] = frozenset()):
         self._name, self._forbidden, self._send, self._events = name, forbidden, send, events
+        self._answers = answers
 
     def __call__(self, *args, **kwargs):
         request = {"op": "call", "name": self._name, "args": remote.dumps(list(args)),
@@ -156,6 +171,11 @@ class AnswerProxy:
             return unwrap(self._send(request), list(args), kwargs)
         except GradingEvent as event:
             self._events.append(event.flag)
+            raise
+        except (NotImplementedError, NameError) as exc:
+            where = getattr(exc, "where", None)
+            if where in self._answers and where != self._name:
+                raise UsesUnanswered(where) from None
             raise
 
     def __repr__(self) -> str:

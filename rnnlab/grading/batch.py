@@ -28,7 +28,13 @@ from rnnlab.grading.runner import GRADER_FAILED, grade_student
 from rnnlab.grading.sandbox import support
 from rnnlab.grading.submissions import students
 
-__all__ = ["grade", "parse_memory", "SandboxUnavailable", "tasks", "by_student"]
+__all__ = ["grade", "grade_group", "parse_memory", "SandboxUnavailable", "tasks", "by_student",
+           "MIN_KERNEL_MEMORY"]
+
+MIN_KERNEL_MEMORY = 3 * 2**29
+"""1.5 GiB: below it an honest student's kernel cannot start a lab. Measured on the fixture lab in
+the sandbox: with 1 GiB the kernel died importing torch and matplotlib (every test 0,
+``kernel_died``), with 1.25 GiB it passed; 1.5 GiB keeps a margin."""
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
@@ -79,15 +85,41 @@ def _cpus(threads: int) -> list[int]:
     return [available[(_SLOT * threads + k) % len(available)] for k in range(threads)]
 
 
-def _grade_student(group, limits: Limits, isolated: bool, tmp_root: str | None
-                   ) -> list[NotebookResult]:
+def _grade_student(group, limits: Limits, isolated: bool, tmp_root: str | None,
+                   pin: bool = True) -> list[NotebookResult]:
     global _CHECKER
     if _CHECKER is None:
         _CHECKER = Checker(limits)
         atexit.register(_CHECKER.close)
     student, labs = group
     return grade_student([(_lab(lab), folder) for lab, folder in labs], student, limits,
-                         isolated, cpus=_cpus(1), tmp_root=tmp_root, checker=_CHECKER)
+                         isolated, cpus=_cpus(1) if pin else None, tmp_root=tmp_root,
+                         checker=_CHECKER)
+
+
+def _isolated(sandbox: str) -> bool:
+    """Whether kernels run under bwrap here, for ``sandbox`` (see :func:`grade`).
+
+    Raises:
+        SandboxUnavailable: ``sandbox="require"`` and bwrap or seccomp does not work here.
+    """
+    found = support()
+    if sandbox == "require" and not (found.bwrap and found.seccomp):
+        raise SandboxUnavailable(f"sandbox required, but here: {found.describe()}; install "
+                                 "bubblewrap and libseccomp2, or drop --require-sandbox")
+    return sandbox != "off" and found.bwrap
+
+
+def grade_group(group, labs: list[str], limits: Limits, sandbox: str, tmp_root: str | None
+                ) -> tuple[list[NotebookResult], bool]:
+    """Grade one student of :func:`by_student` in this process, in the sandbox this machine
+    offers (a task of a cluster's worker); ``(results, isolated)``. ``labs`` are every lab's
+    path, checked first as :func:`grade` does."""
+    isolated = _isolated(sandbox)
+    os.environ["RNNLAB_DEVICE"] = "cpu"
+    for lab in labs:
+        _lab(lab)
+    return _grade_student(group, limits, isolated, tmp_root, pin=False), isolated
 
 
 def _worker_init(counter) -> None:
@@ -114,8 +146,10 @@ def _failed(group, labs: list[str], reason: str) -> list[NotebookResult]:
 
 def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None = None,
           jobs: int = 1, sandbox: str = "auto", progress: Callable | None = None,
-          tmp_root: str | Path | None = None) -> tuple[list[NotebookResult], bool]:
-    """Grade every submission; returns the results (sorted) and whether bwrap was used.
+          tmp_root: str | Path | None = None, scheduler: str | None = None
+          ) -> tuple[list[NotebookResult], bool]:
+    """Grade every submission; returns the results (sorted) and whether bwrap was used (on a
+    cluster: by every worker that graded a student).
 
     Args:
         submissions: the directory ``SUBMISSIONS/<student>/<lab>.ipynb``.
@@ -124,9 +158,12 @@ def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None 
         jobs: number of students graded in parallel (worker processes).
         sandbox: ``"auto"`` (bwrap when it works), ``"require"`` (error without bwrap and its
             seccomp filter) or ``"off"`` (never; student code runs as the grader's user).
-        progress: called with the number of notebooks once, then with ``None`` after each
-            (a student's notebooks are reported together, when the student is done).
+        progress: called with the number of students once, then with ``None`` after each.
         tmp_root: where the sandboxes' private directories go (default: the system's).
+        scheduler: a Dask scheduler's address or scheduler file: each student is one task on
+            that cluster (:mod:`rnnlab.grading.cluster`; ``jobs`` is then unused), graded in
+            the sandbox of the worker's machine; the submissions, the source and ``tmp_root``
+            must be at the same paths there.
 
     Raises:
         SandboxUnavailable: ``sandbox="require"`` and bwrap or seccomp does not work here.
@@ -136,26 +173,36 @@ def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: expected a positive int, got {jobs!r}")
     limits = limits or Limits()
-    found = support()
-    isolated = sandbox != "off" and found.bwrap
-    if sandbox == "require" and not (found.bwrap and found.seccomp):
-        raise SandboxUnavailable(f"sandbox required, but here: {found.describe()}; install "
-                                 "bubblewrap and libseccomp2, or drop --require-sandbox")
+    if limits.memory < MIN_KERNEL_MEMORY:
+        raise ValueError(f"memory: expected at least {MIN_KERNEL_MEMORY / 2**30:g}G (a student's "
+                         f"kernel imports torch; honest students would score 0), got "
+                         f"{limits.memory / 2**20:g}M")
+    isolated = _isolated(sandbox) if scheduler is None else True    # a cluster: its workers'
     todo = tasks(submissions, source)
     labs = sorted({lab for _, lab, _ in todo})
     for lab in labs:
         _lab(lab)                                   # a bad source fails before any grading
     root = None if tmp_root is None else str(tmp_root)
+    groups = by_student(todo)
     if progress:
-        progress(len(todo))
+        progress(len(groups))
     results: list[NotebookResult] = []
 
     def done(graded: list[NotebookResult]) -> None:
         results.extend(graded)
-        for _ in graded if progress else ():
+        if progress:
             progress(None)
 
-    groups = by_student(todo)
+    if scheduler is not None:
+        from rnnlab.grading.cluster import grade_on_cluster
+
+        everywhere = True
+        for graded, remote in grade_on_cluster(
+                scheduler, groups, labs, limits, sandbox, root,
+                lambda group, reason: _failed(group, [lab for lab, _ in group[1]], reason)):
+            done(graded)
+            everywhere = everywhere and remote is not False
+        return sorted(results, key=lambda r: (r.student, r.lab)), everywhere
     if jobs == 1:
         global _CHECKER
         _CHECKER = Checker(limits)

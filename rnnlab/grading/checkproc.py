@@ -131,7 +131,8 @@ def _test(message: dict, setup: dict, channel: _Channel) -> dict:
             kind = described.get(name, {}).get("kind") if isinstance(described, dict) else None
             if kind == "callable":
                 forbidden = tuple(message["answers"][name])
-                namespace[name] = AnswerProxy(name, forbidden, channel.kernel, events)
+                namespace[name] = AnswerProxy(name, forbidden, channel.kernel, events,
+                                              frozenset(message["answers"]))
             elif kind == "value":
                 namespace[name] = described[name]["value"]
             else:

@@ -29,7 +29,11 @@ from rnnlab.grading.notebook import (
     read_notebook,
 )
 
-__all__ = ["release_source", "release_notebook", "release_text", "release", "lab_paths"]
+__all__ = ["release_source", "release_notebook", "release_text", "release", "lab_paths",
+           "copy_labs", "REPOSITORY_LABS"]
+
+REPOSITORY_LABS = Path(__file__).resolve().parents[2] / "labs"
+"""``labs/`` of the checkout this package runs from (an editable install, or the repository)."""
 
 CODE_STUB = "raise NotImplementedError()"
 MARKDOWN_STUB = "YOUR ANSWER HERE"
@@ -114,3 +118,37 @@ def release(source_dir: str | Path, dest_dir: str | Path) -> list[Path]:
         target.write_bytes(text.encode("utf-8"))
         written.append(target)
     return written
+
+
+def copy_labs(dest_dir: str | Path, source_dir: str | Path | None = None) -> list[Path]:
+    """Copy the released labs (default :data:`REPOSITORY_LABS`) into ``dest_dir`` (created).
+
+    Students work on the copy: JupyterLab saves as one goes, so working in the repository's
+    ``labs/`` would change tracked files. Nothing is ever overwritten — a student's work may
+    already be in ``dest_dir`` — and nothing is copied when any lab is already there.
+
+    Raises:
+        FileNotFoundError: the source holds no notebook (a package installed without its
+            repository: pass ``source_dir``).
+        FileExistsError: ``dest_dir`` already holds a lab of that name, or is the source.
+    """
+    source = Path(REPOSITORY_LABS if source_dir is None else source_dir)
+    labs = sorted(source.glob("*.ipynb")) if source.is_dir() else []
+    if not labs:
+        raise FileNotFoundError(f"source_dir: expected released labs (*.ipynb) in {source}, "
+                                "found none; pass the directory of the labs")
+    dest = Path(dest_dir)
+    if dest.exists() and dest.resolve() == source.resolve():
+        raise FileExistsError(f"dest_dir: expected a directory other than the labs, got {dest}")
+    present = [p.name for p in labs if (dest / p.name).exists()]
+    if present:
+        raise FileExistsError(f"dest_dir: {dest} already holds {', '.join(present)}; nothing "
+                              "was copied (move them away, or copy into a new directory)")
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in labs:
+        target = dest / path.name
+        with open(target, "xb") as handle:          # never over a file made meanwhile
+            handle.write(path.read_bytes())
+        copied.append(target)
+    return copied

@@ -7,16 +7,23 @@ therefore built only from what the instructor wrote:
 * a failure inside a hidden-test region: ``hidden test N failed``;
 * otherwise ``<check description>: <reason>``, where the reason is the failing ``assert``'s
   message *as written in the test* — a literal string, or an f-string whose replacement fields
-  show as ``…`` — or ``assertion failed``; ``not implemented yet``; the grader's own words for a
-  timeout, a dead kernel, memory or a forbidden call; or ``failed with <BuiltinError>`` for any
-  other exception (its message is the student's, or about the student's data).
+  show as ``…`` — or ``assertion failed``; ``not implemented yet``, or ``uses <answer>, which is
+  not implemented yet`` when the answer tested calls another answer of the lab that is not
+  written (its name is the instructor's); the grader's own words for a timeout, a dead kernel,
+  memory or a forbidden call; or ``failed with <BuiltinError>`` for any other exception (its
+  message is the student's, or about the student's data).
 """
 
 from __future__ import annotations
 
 import ast
 
-from rnnlab.grading.answers import BUILTIN_ERRORS, GradingEvent, StudentException
+from rnnlab.grading.answers import (
+    BUILTIN_ERRORS,
+    GradingEvent,
+    StudentException,
+    UsesUnanswered,
+)
 from rnnlab.grading.notebook import BEGIN_HIDDEN, END_HIDDEN, marker_regions
 
 __all__ = ["failure_message", "failure_lines", "assertion_template"]
@@ -54,6 +61,8 @@ def assertion_template(source: str, line: int) -> str:
 
 
 def _reason(exc: BaseException, source: str, lines: list[int]) -> str:
+    if isinstance(exc, UsesUnanswered):
+        return str(exc)
     if isinstance(exc, NotImplementedError):
         return "not implemented yet"
     if isinstance(exc, GradingEvent):

@@ -11,6 +11,7 @@ and answer cells ran — plus what happened during that test). Points are writte
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import json
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 from rnnlab.grading.results import FLAG_MEANINGS, NotebookResult, TestResult
 
 __all__ = ["HEADER", "rows", "write_grades", "write_summary", "write_details", "read_details",
-           "feedback_markdown", "write_feedback", "escape"]
+           "feedback_markdown", "write_feedback", "feedback_name", "escape"]
 
 HEADER = ("student", "lab", "test", "points", "max_points", "flags")
 _MARKDOWN = re.compile(r"([\\`*_\[\]~|])")
@@ -125,8 +126,23 @@ def feedback_markdown(student: str, results: list[NotebookResult]) -> str:
     return "\n".join(lines)
 
 
+_NAME_MAX = 255
+
+
+def feedback_name(student: str) -> str:
+    """``<student>.md``; a name too long for a file (255 bytes with its suffix) is cut and given
+    a digest of the whole, so two long names that share their start stay two files."""
+    name = f"{student}.md"
+    if len(name.encode("utf-8", "surrogateescape")) <= _NAME_MAX:
+        return name
+    digest = hashlib.sha256(student.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    head = student.encode("utf-8", "surrogateescape")[:_NAME_MAX - len(digest) - 4]
+    return f"{head.decode('utf-8', 'ignore')}-{digest}.md"
+
+
 def write_feedback(results: list[NotebookResult], directory: str | Path) -> list[Path]:
-    """Write ``directory/<student>.md`` for every student; returns the paths."""
+    """Write ``directory/<student>.md`` (:func:`feedback_name`) for every student; returns the
+    paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     by_student: dict[str, list[NotebookResult]] = {}
@@ -134,7 +150,7 @@ def write_feedback(results: list[NotebookResult], directory: str | Path) -> list
         by_student.setdefault(result.student, []).append(result)
     written = []
     for student in sorted(by_student):
-        path = directory / f"{student}.md"
+        path = directory / feedback_name(student)
         path.write_text(feedback_markdown(student, by_student[student]), encoding="utf-8")
         written.append(path)
     return written

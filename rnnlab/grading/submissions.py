@@ -27,7 +27,8 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["MAX_NOTEBOOK_BYTES", "students", "read_submission", "read_regular", "NotRegular"]
+__all__ = ["MAX_NOTEBOOK_BYTES", "students", "hidden_folders", "read_submission",
+           "read_regular", "NotRegular"]
 
 MAX_NOTEBOOK_BYTES = 64 * 2**20
 
@@ -80,6 +81,15 @@ def students(submissions: str | Path) -> list[str]:
         if entry.is_symlink() or entry.is_dir(follow_symlinks=False):
             names.append(entry.name)
     return sorted(names)
+
+
+def hidden_folders(submissions: str | Path) -> list[str]:
+    """The folders of SUBMISSIONS whose names start with ``.``, sorted: they are not graded
+    (``.ipynb_checkpoints``, ``.git``), and the command line names them so that a student's
+    folder that merely looks hidden is not dropped in silence."""
+    return sorted(entry.name for entry in os.scandir(submissions)
+                  if entry.name.startswith(".")
+                  and (entry.is_symlink() or entry.is_dir(follow_symlinks=False)))
 
 
 def _validate(notebook) -> None:
