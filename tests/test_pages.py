@@ -147,3 +147,24 @@ def test_notebook_runs_on_either_kernel(path):
              for line in cell.source.splitlines()
              for pattern, why in DEVICE_PINNED if pattern.search(line.split("#")[0])]
     assert found == [], f"{path.name}: {found}"
+
+
+MARKDOWN_PAGES = sorted((ROOT / "chapters").glob("*.md"))
+FENCE = re.compile(r"^(`{3,}|~{3,})(.*?)\n(.*?)^\1\s*$", re.MULTILINE | re.DOTALL)
+
+
+def _fenced_code(markdown: str) -> list[str]:
+    """The lines of the fenced code blocks of a MyST text (not directives such as {math})."""
+    return [line for fence in FENCE.finditer(markdown)
+            if not fence.group(2).strip().startswith("{") or "code" in fence.group(2)
+            for line in fence.group(3).splitlines()]
+
+
+@pytest.mark.parametrize("path", MARKDOWN_PAGES + CHAPTERS,
+                         ids=[p.name for p in MARKDOWN_PAGES + CHAPTERS])
+def test_code_blocks_in_the_prose_fit_the_column(path):
+    texts = ([path.read_text()] if path.suffix == ".md" else
+             [c.source for c in _notebook(path).cells if c.cell_type == "markdown"])
+    long = [f"{line[:50]}… ({len(line)} columns)"
+            for text in texts for line in _fenced_code(text) if len(line) > COLUMNS]
+    assert long == [], f"{path.name}: code-block lines over {COLUMNS} columns: {long}"
