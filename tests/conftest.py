@@ -10,6 +10,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +55,21 @@ def book(tmp_path_factory) -> Path:
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"book build failed (warnings are errors):\n{log[-6000:]}"
     return out / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (the system's), driven by Playwright: the browser tests of the site
+    (tests/test_site.py) and of JupyterLab (tests/test_jupyterlab.py)."""
+    if CHROMIUM is None:
+        pytest.skip("needs chromium (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-quic"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()

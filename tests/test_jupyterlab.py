@@ -39,7 +39,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 LABS = sorted((ROOT / "labs").glob("*.ipynb"))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TOKEN = "rnnlab-test-token"
 NOTEBOOK = ".jp-NotebookPanel-notebook"         # the cells' container in the notebook's panel
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -142,22 +141,6 @@ def _shut_down(server: subprocess.Popen) -> None:
     psutil.wait_procs(children, timeout=10)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], \
         "a kernel of the JupyterLab server outlived it"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("needs chromium (apt-get install chromium)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-quic"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _open_notebook(browser, base: str, name: str):
