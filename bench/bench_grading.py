@@ -3,10 +3,14 @@
 Two measurements, both printed as medians:
 
 1. Kernel cost, variants interleaved: start a sandboxed kernel and run the first lab's set-up
-   cells as written, without their ``import matplotlib.pyplot``, or only ``import torch``;
-   CPU seconds (user + sys of the kernel and bwrap, sampled from /proc) and wall seconds.
+   cells as written, without their ``import matplotlib.pyplot``, or only ``import torch``, or
+   fork it from a running kernel template (:mod:`rnnlab.grading.template`) and run the set-up
+   cells; CPU seconds (user + sys of the kernel, the template and bwrap, sampled from /proc,
+   what the template used before the measurement subtracted) and wall seconds.
 2. End to end: ``rnnlab grade --jobs J`` (one kernel per student, reused for their labs, so
-   the kernel cost of 1. is paid once per student; one checker process per worker) on N
+   the kernel cost of 1. is paid once per student; one checker process and one kernel template
+   per worker), and the same run with ``--fresh-kernels`` (each student's kernel started in a
+   new sandbox, the cost of 1. as written), back to back, on N
    synthetic students × the labs of ``solutions/`` (half answer everything right, half submit
    the untouched lab), or × 5 copies of the test fixture lab while ``solutions/`` is empty.
    Projection for 300 students × 5 labs: wall = wall per notebook × 1500, and cpu-bound = CPU
@@ -49,6 +53,8 @@ from rnnlab.grading.labs import release
 from rnnlab.grading.limits import Limits
 from rnnlab.grading.notebook import parse_lab, read_notebook
 from rnnlab.grading.sandbox import Sandbox, support
+from rnnlab.grading.template import KernelTemplate
+from rnnlab.grading.template import available as template_available
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "solutions" / "fx_lab.ipynb"
@@ -67,6 +73,7 @@ class CpuSampler:
         self.root, self.period, self.seen = psutil.Process(root), period, {}
         self.roles: dict[tuple[int, float], str] = {}
         self.itself = itself
+        self.before: dict[tuple[int, float], float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -87,6 +94,12 @@ class CpuSampler:
             self._stop.wait(self.period)
 
     def __enter__(self) -> CpuSampler:
+        for process in [self.root] * self.itself + self.root.children(True):
+            try:
+                times = process.cpu_times()
+                self.before[(process.pid, process.create_time())] = times.user + times.system
+            except psutil.Error:
+                pass
         self._thread.start()
         return self
 
@@ -94,33 +107,43 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
 
+    def _used(self) -> dict[tuple[int, float], float]:
+        """CPU seconds per process since :meth:`__enter__` (what it had used then subtracted)."""
+        return {key: seconds - self.before.get(key, 0.0) for key, seconds in self.seen.items()}
+
     @property
     def seconds(self) -> float:
-        return sum(self.seen.values())
+        return sum(self._used().values())
 
     def by_role(self) -> dict[str, float]:
         """CPU seconds of the kernels, the checker processes and the grader's own processes."""
         totals = dict.fromkeys(("kernel", "checker", "grader"), 0.0)
-        for key, seconds in self.seen.items():
+        for key, seconds in self._used().items():
             totals[self.roles.get(key, "grader")] += seconds
         return totals
 
 
 def role(cmdline: list[str]) -> str:
     """What a process of ``rnnlab grade`` is: a student's kernel (bwrap, the control group's
-    wrapper, ipykernel), a checker process, or the grader (its main process and workers)."""
+    wrapper, ipykernel, the kernel template and the kernels it forks), a checker process, or
+    the grader (its main process and workers)."""
     text = " ".join(cmdline)
     if "rnnlab.grading.checkproc" in text:
         return "checker"
-    if "ipykernel" in text or "bwrap" in text or "cgroup" in text:
+    if any(word in text for word in ("ipykernel", "bwrap", "cgroup", "grading.templateproc")):
         return "kernel"
     return "grader"
 
 
-def kernel_cost(setup_sources: list[str]) -> tuple[float, float]:
-    """(wall, cpu) seconds to start a kernel, run the set-up cells and exit."""
-    box = Sandbox(tempfile.mkdtemp(prefix="rnnlab-bench-"), support().bwrap, Limits())
-    kernel = StudentKernel(box, startup_timeout=300)
+def kernel_cost(setup_sources: list[str], template: KernelTemplate | None = None
+                ) -> tuple[float, float]:
+    """(wall, cpu) seconds to start a kernel (in a new sandbox, or forked from ``template``),
+    run the set-up cells and exit."""
+    if template is None:
+        box = Sandbox(tempfile.mkdtemp(prefix="rnnlab-bench-"), support().bwrap, Limits())
+    else:
+        box = template.sandbox
+    kernel = StudentKernel(box, startup_timeout=300, template=template)
     start = time.monotonic()
     try:
         with CpuSampler(os.getpid()) as sampler:
@@ -131,7 +154,10 @@ def kernel_cost(setup_sources: list[str]) -> tuple[float, float]:
         wall = time.monotonic() - start
     finally:
         kernel.kill()
-        box.cleanup()
+        if template is None:
+            box.cleanup()
+        else:
+            template.release()
     return wall, sampler.seconds
 
 
@@ -195,6 +221,19 @@ def checker_start_cpu() -> float:
     return sampler.seconds
 
 
+def template_start_cpu() -> float:
+    """CPU seconds to start one kernel template (its imports), paid per worker; 0 without one."""
+    if not template_available():
+        return 0.0
+    template = KernelTemplate(Limits())
+    try:
+        with CpuSampler(os.getpid()) as sampler:
+            template.start(time.monotonic() + 300)
+    finally:
+        template.close()
+    return sampler.seconds
+
+
 def source_labs(work: Path) -> Path:
     """solutions/ when it has notebooks, else 5 renamed copies of the fixture lab."""
     solutions = ROOT / "solutions"
@@ -226,6 +265,57 @@ def make_submissions(source: Path, work: Path, students: int) -> Path:
     return submissions
 
 
+FORKED = "forked from a kernel template, the lab's set-up cells"
+
+
+def end_to_end(submissions: Path, source: Path, work: Path, jobs: int,
+               fixed_start: dict[str, float], *extra: str) -> dict:
+    """Grade the class once with ``extra`` options; the figures and the 300 x 5 projections.
+
+    ``fixed_start``: CPU seconds to start the grader, a checker and a kernel template, paid
+    once per run (grader, workers) or per worker (checker, template).
+    """
+    name = "grades" + "".join(extra)
+    wall, cpu, roles = grade_run(submissions, source, work / f"{name}.csv", jobs, *extra)
+    details = json.loads((work / f"{name}_details.json").read_text())
+    count = len(details)
+    per_notebook = statistics.median(d["seconds"] for d in details)
+    flagged = [(d["student"], d["lab"], d["flags"], [(t["test"], t["flags"], t["message"])
+                                                     for t in d["tests"] if t["flags"]])
+               for d in details if d["flags"] or any(t["flags"] for t in d["tests"])]
+    for entry in flagged:
+        print("flagged:", *entry)
+    processes = 1 + (jobs if jobs > 1 else 0)       # main process (+ workers)
+    fixed = fixed_start["grader"] * processes + \
+        (fixed_start["checker"] + fixed_start["template"]) * jobs
+    marginal = max(cpu - fixed, 0.0) / count
+    total = 300 * 5
+    label = " ".join(extra) or "(kernel template)"
+    print(f"{label}: graded {count} notebooks ({len(flagged)} flagged) with --jobs {jobs}: "
+          f"wall {wall:.1f} s, cpu {cpu:.1f} s ("
+          + ", ".join(f"{k} {v:.1f} s" for k, v in roles.items())
+          + f"); fixed per run {fixed:.1f} s")
+    print(f"  per notebook: {wall / count:.2f} s wall (run / notebooks), {per_notebook:.2f} s "
+          f"median inside a worker, {cpu / count:.2f} s cpu, {marginal:.2f} s cpu beyond the "
+          f"run's fixed start-up")
+    print(f"  projected 300 students x 5 labs: {wall / count * total / 60:.1f} min at this "
+          f"run's wall rate; {cpu / count * total / 2 / 60:.1f} min cpu-bound on 2 dedicated "
+          f"cores; {(fixed + marginal * total) / 2 / 60:.1f} min with the start-up paid once "
+          f"(goal <= 15 min)")
+    return {
+        "options": list(extra), "students": len({d["student"] for d in details}),
+        "labs": len({d["lab"] for d in details}), "notebooks": count, "jobs": jobs,
+        "flagged": len(flagged), "wall_s": wall, "cpu_s": cpu, "cpu_by_role_s": roles,
+        "fixed_cpu_s": fixed, "fixed_cpu_grader_start_s": fixed_start["grader"],
+        "fixed_cpu_checker_start_s": fixed_start["checker"],
+        "fixed_cpu_template_start_s": fixed_start["template"],
+        "wall_per_notebook_s": wall / count, "cpu_per_notebook_s": cpu / count,
+        "marginal_cpu_per_notebook_s": marginal, "median_in_worker_s": per_notebook,
+        "projected_300x5_wall_min": wall / count * total / 60,
+        "projected_300x5_cpu_bound_2_cores_min": cpu / count * total / 2 / 60,
+        "projected_300x5_marginal_2_cores_min": (fixed + marginal * total) / 2 / 60}
+
+
 def main() -> None:
     parser = benchlib.parser(__doc__)
     parser.add_argument("--students", type=int, default=6)
@@ -249,9 +339,19 @@ def main() -> None:
                     "set-up without `import matplotlib.pyplot`": no_pyplot,
                     "`import torch` only": ["import torch"]}
         costs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-        for _ in benchlib.progress(range(args.repeats), desc="kernels"):      # interleaved
-            for name, sources in variants.items():
-                costs[name].append(kernel_cost(sources))
+        template = KernelTemplate(Limits()) if template_available() else None
+        if template is not None:
+            variants["forked from a kernel template, the lab's set-up cells"] = setup
+            costs[FORKED] = []
+            template.start(time.monotonic() + 300)
+        try:
+            for _ in benchlib.progress(range(args.repeats), desc="kernels"):  # interleaved
+                for name, sources in variants.items():
+                    costs[name].append(kernel_cost(sources, template if name == FORKED
+                                                   else None))
+        finally:
+            if template is not None:
+                template.close()
         base = costs["the lab's set-up cells"]
         for name, values in costs.items() if args.repeats else ():
             wall = statistics.median(v[0] for v in values)
@@ -265,43 +365,16 @@ def main() -> None:
         empty = work / "empty"
         empty.mkdir()
         _, fixed_grader, _ = grade_run(empty, source, work / "empty.csv", 1)
-        fixed_checker = checker_start_cpu()
-        wall, cpu, roles = grade_run(submissions, source, work / "grades.csv", args.jobs)
-        details = json.loads((work / "grades_details.json").read_text())
-        count = len(details)
-        per_notebook = statistics.median(d["seconds"] for d in details)
-        flagged = [(d["student"], d["lab"], d["flags"], [(t["test"], t["flags"], t["message"])
-                                                         for t in d["tests"] if t["flags"]])
-                   for d in details if d["flags"] or any(t["flags"] for t in d["tests"])]
-        for entry in flagged:
-            print("flagged:", *entry)
-        processes = 1 + (args.jobs if args.jobs > 1 else 0)       # main process (+ workers)
-        fixed = fixed_grader * processes + fixed_checker * args.jobs
-        marginal = max(cpu - fixed, 0.0) / count
-        total = 300 * 5
-        results["end_to_end"] = {
-            "students": args.students, "labs": len(labs), "notebooks": count, "jobs": args.jobs,
-            "flagged": len(flagged), "wall_s": wall, "cpu_s": cpu,
-            "cpu_by_role_s": roles, "fixed_cpu_s": fixed,
-            "fixed_cpu_grader_start_s": fixed_grader, "fixed_cpu_checker_start_s": fixed_checker,
-            "wall_per_notebook_s": wall / count, "cpu_per_notebook_s": cpu / count,
-            "marginal_cpu_per_notebook_s": marginal,
-            "median_in_worker_s": per_notebook,
-            "projected_300x5_wall_min": wall / count * total / 60,
-            "projected_300x5_cpu_bound_2_cores_min": cpu / count * total / 2 / 60,
-            "projected_300x5_marginal_2_cores_min": (fixed + marginal * total) / 2 / 60}
-        print(f"graded {count} notebooks ({args.students} students x {len(labs)} labs, "
-              f"{len(flagged)} flagged) with --jobs {args.jobs}: wall {wall:.1f} s, "
-              f"cpu {cpu:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in roles.items())
-              + f"); fixed per run {fixed:.1f} s (grader start {fixed_grader:.1f} s x "
-              f"{processes}, checker start {fixed_checker:.1f} s x {args.jobs})")
-        print(f"per notebook: {wall / count:.2f} s wall (run / notebooks), "
-              f"{per_notebook:.2f} s median inside a worker, {cpu / count:.2f} s cpu, "
-              f"{marginal:.2f} s cpu beyond the run's fixed start-up")
-        print(f"projected 300 students x 5 labs: {wall / count * total / 60:.1f} min at this "
-              f"run's wall rate; {cpu / count * total / 2 / 60:.1f} min cpu-bound on 2 "
-              f"dedicated cores; {(fixed + marginal * total) / 2 / 60:.1f} min with the "
-              f"start-up paid once (goal <= 15 min)")
+        fixed = {"grader": fixed_grader, "checker": checker_start_cpu(),
+                 "template": template_start_cpu()}
+        results["end_to_end"] = end_to_end(submissions, source, work, args.jobs, fixed)
+        results["end_to_end_fresh_kernels"] = end_to_end(
+            submissions, source, work, args.jobs, dict(fixed, template=0.0), "--fresh-kernels")
+        same = (work / "grades.csv").read_bytes() == (work / "grades--fresh-kernels.csv"
+                                                      ).read_bytes()
+        ratio = results["end_to_end_fresh_kernels"]["cpu_s"] / results["end_to_end"]["cpu_s"]
+        results["template_vs_fresh"] = {"cpu_ratio": ratio, "same_csv": same}
+        print(f"fresh kernels / template: {ratio:.2f} x the CPU; same CSV: {same}")
         if args.cluster:
             processes, file = local_cluster(work, args.cluster)
             try:

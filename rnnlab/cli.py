@@ -47,7 +47,8 @@ def _grade(args: argparse.Namespace) -> int:
     try:
         results, isolated = grading.grade(args.submissions, args.source, limits=limits,
                                           jobs=args.jobs, sandbox=sandbox, progress=progress,
-                                          tmp_root=args.tmp_dir, scheduler=args.scheduler)
+                                          tmp_root=args.tmp_dir, scheduler=args.scheduler,
+                                          template=not args.fresh_kernels)
     except (grading.SandboxUnavailable, ValueError, ImportError) as exc:
         print(f"rnnlab grade: {exc}", file=sys.stderr)
         return 2
@@ -185,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "lab score at least SCORE (0-1, default 0.8) once code given in "
                             "the lab and code most of the class shares are set aside; 0 "
                             "turns it off. A signal for a human, never a penalty")
+    grade.add_argument("--fresh-kernels", action="store_true",
+                       help="start each student's kernel in a new sandbox rather than fork it "
+                            "from a kernel template that imported torch once (slower: about "
+                            "4 CPU seconds per student)")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(func=_grade)
 

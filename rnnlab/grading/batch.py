@@ -4,8 +4,10 @@ Every student (:func:`rnnlab.grading.submissions.students`) is graded on every l
 lab the student did not submit scores 0 with the flag ``not_submitted``. Students are graded
 independently — each in a kernel and sandbox of their own, reused for their labs in turn
 (:func:`rnnlab.grading.runner.grade_student`) — by ``jobs`` worker processes, each with one
-checker process for the tests; results do not depend on ``jobs`` or on the order in which
-workers finish. Whatever goes wrong with one student's grading is that student's flag.
+checker process for the tests and, where bwrap and its seccomp filter work, one kernel template
+that forks the students' kernels (:mod:`rnnlab.grading.template`); results do not depend on
+``jobs``, on the template or on the order in which workers finish. Whatever goes wrong with one
+student's grading is that student's flag.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from rnnlab.grading.results import NotebookResult, TestResult
 from rnnlab.grading.runner import GRADER_FAILED, grade_student
 from rnnlab.grading.sandbox import support
 from rnnlab.grading.submissions import students
+from rnnlab.grading.template import KernelTemplate
+from rnnlab.grading.template import available as template_available
 
 __all__ = ["grade", "grade_group", "parse_memory", "SandboxUnavailable", "tasks", "by_student",
            "MIN_KERNEL_MEMORY"]
@@ -78,6 +82,8 @@ def by_student(todo: list[tuple[str, str, str]]) -> list[tuple[str, list[tuple[s
 
 _SLOT = 0                           # this worker's index, for CPU pinning
 _CHECKER: Checker | None = None     # this worker's checker process, shared by its students
+_TEMPLATE: KernelTemplate | None = None     # this worker's kernel template, likewise
+_FOR: tuple[str, str | None] | None = None  # the limits and tmp_root they were made for
 
 
 def _cpus(threads: int) -> list[int]:
@@ -86,15 +92,30 @@ def _cpus(threads: int) -> list[int]:
 
 
 def _grade_student(group, limits: Limits, isolated: bool, tmp_root: str | None,
-                   pin: bool = True) -> list[NotebookResult]:
-    global _CHECKER
+                   pin: bool = True, template: bool = True) -> list[NotebookResult]:
+    global _CHECKER, _TEMPLATE, _FOR
+    if _FOR != (repr(limits), tmp_root):
+        _close_worker()            # a cluster's worker, given another run's limits
+        _FOR = (repr(limits), tmp_root)
     if _CHECKER is None:
         _CHECKER = Checker(limits)
-        atexit.register(_CHECKER.close)
+        atexit.register(_close_worker)
+    cpus = _cpus(1) if pin else None
+    if template and isolated and _TEMPLATE is None and template_available():
+        _TEMPLATE = KernelTemplate(limits, cpus=cpus, tmp_root=tmp_root)
     student, labs = group
     return grade_student([(_lab(lab), folder) for lab, folder in labs], student, limits,
-                         isolated, cpus=_cpus(1) if pin else None, tmp_root=tmp_root,
-                         checker=_CHECKER)
+                         isolated, cpus=cpus, tmp_root=tmp_root, checker=_CHECKER,
+                         template=_TEMPLATE if template and isolated else None)
+
+
+def _close_worker() -> None:
+    """Close this process's checker and kernel template (the run is over)."""
+    global _CHECKER, _TEMPLATE
+    for helper in (_CHECKER, _TEMPLATE):
+        if helper is not None:
+            helper.close()
+    _CHECKER = _TEMPLATE = None
 
 
 def _isolated(sandbox: str) -> bool:
@@ -110,8 +131,8 @@ def _isolated(sandbox: str) -> bool:
     return sandbox != "off" and found.bwrap
 
 
-def grade_group(group, labs: list[str], limits: Limits, sandbox: str, tmp_root: str | None
-                ) -> tuple[list[NotebookResult], bool]:
+def grade_group(group, labs: list[str], limits: Limits, sandbox: str, tmp_root: str | None,
+                template: bool = True) -> tuple[list[NotebookResult], bool]:
     """Grade one student of :func:`by_student` in this process, in the sandbox this machine
     offers (a task of a cluster's worker); ``(results, isolated)``. ``labs`` are every lab's
     path, checked first as :func:`grade` does."""
@@ -119,7 +140,8 @@ def grade_group(group, labs: list[str], limits: Limits, sandbox: str, tmp_root: 
     os.environ["RNNLAB_DEVICE"] = "cpu"
     for lab in labs:
         _lab(lab)
-    return _grade_student(group, limits, isolated, tmp_root, pin=False), isolated
+    return _grade_student(group, limits, isolated, tmp_root, pin=False,
+                          template=template), isolated
 
 
 def _worker_init(counter) -> None:
@@ -146,8 +168,8 @@ def _failed(group, labs: list[str], reason: str) -> list[NotebookResult]:
 
 def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None = None,
           jobs: int = 1, sandbox: str = "auto", progress: Callable | None = None,
-          tmp_root: str | Path | None = None, scheduler: str | None = None
-          ) -> tuple[list[NotebookResult], bool]:
+          tmp_root: str | Path | None = None, scheduler: str | None = None,
+          template: bool = True) -> tuple[list[NotebookResult], bool]:
     """Grade every submission; returns the results (sorted) and whether bwrap was used (on a
     cluster: by every worker that graded a student).
 
@@ -164,6 +186,10 @@ def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None 
             that cluster (:mod:`rnnlab.grading.cluster`; ``jobs`` is then unused), graded in
             the sandbox of the worker's machine; the submissions, the source and ``tmp_root``
             must be at the same paths there.
+        template: fork the kernels of each worker from a kernel template that has imported
+            torch (:mod:`rnnlab.grading.template`; only where bwrap and its seccomp filter
+            work); ``False`` starts each kernel in a fresh sandbox (4 CPU seconds more per
+            student).
 
     Raises:
         SandboxUnavailable: ``sandbox="require"`` and bwrap or seccomp does not work here.
@@ -198,27 +224,24 @@ def grade(submissions: str | Path, source: str | Path, *, limits: Limits | None 
 
         everywhere = True
         for graded, remote in grade_on_cluster(
-                scheduler, groups, labs, limits, sandbox, root,
+                scheduler, groups, labs, limits, sandbox, root, template,
                 lambda group, reason: _failed(group, [lab for lab, _ in group[1]], reason)):
             done(graded)
             everywhere = everywhere and remote is not False
         return sorted(results, key=lambda r: (r.student, r.lab)), everywhere
     if jobs == 1:
-        global _CHECKER
-        _CHECKER = Checker(limits)
         try:
             for group in groups:
-                done(_grade_student(group, limits, isolated, root))
+                done(_grade_student(group, limits, isolated, root, template=template))
         finally:
-            _CHECKER.close()
-            _CHECKER = None
+            _close_worker()
     else:
         context = multiprocessing.get_context("spawn")
         counter = context.Value("i", 0)
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
                                  initargs=(counter,)) as pool:
-            futures = {pool.submit(_grade_student, group, limits, isolated, root): group
-                       for group in groups}
+            futures = {pool.submit(_grade_student, group, limits, isolated, root,
+                                   template=template): group for group in groups}
             for future in as_completed(futures):
                 try:
                     done(future.result())

@@ -42,15 +42,16 @@ def client_for(scheduler: str):
     return Client(scheduler, set_as_default=False)
 
 
-def _task(group, labs: list[str], limits: Limits, sandbox: str, tmp_root: str | None):
+def _task(group, labs: list[str], limits: Limits, sandbox: str, tmp_root: str | None,
+          template: bool):
     """On a worker: grade one student; ``(results, isolated)``."""
     from rnnlab.grading.batch import grade_group
 
-    return grade_group(group, labs, limits, sandbox, tmp_root)
+    return grade_group(group, labs, limits, sandbox, tmp_root, template)
 
 
 def grade_on_cluster(scheduler: str, groups: list, labs: list[str], limits: Limits,
-                     sandbox: str, tmp_root: str | None,
+                     sandbox: str, tmp_root: str | None, template: bool,
                      failed: Callable[[tuple, str], list[NotebookResult]]
                      ) -> Iterator[tuple[list[NotebookResult], bool | None]]:
     """Yield ``(results, isolated)`` per student as their tasks finish (``isolated`` is
@@ -63,8 +64,8 @@ def grade_on_cluster(scheduler: str, groups: list, labs: list[str], limits: Limi
         futures = {}
         for group in groups:
             key = f"rnnlab-grade-{run}-{group[0]}"
-            futures[client.submit(_task, group, labs, limits, sandbox, tmp_root, key=key,
-                                  pure=False)] = group
+            futures[client.submit(_task, group, labs, limits, sandbox, tmp_root, template,
+                                  key=key, pure=False)] = group
         for future in as_completed(list(futures), loop=client.loop):
             try:
                 yield future.result()

@@ -26,6 +26,7 @@ from jupyter_client.connect import write_connection_file
 
 from rnnlab.grading.limits import MAX_RESULT_BYTES
 from rnnlab.grading.sandbox import Sandbox
+from rnnlab.grading.template import KernelTemplate, TemplateError
 
 __all__ = ["Outcome", "StudentKernel", "MAX_MESSAGE_BYTES", "MAX_SHARED_BYTES"]
 
@@ -93,12 +94,19 @@ class StudentKernel:
     Args:
         sandbox: where the kernel runs (its directory must be fresh).
         startup_timeout: seconds to wait for the kernel's first reply.
+        template: fork the kernel from this template (whose sandbox ``sandbox`` must be)
+            rather than start a new Python in ``sandbox``.
     """
 
-    def __init__(self, sandbox: Sandbox, startup_timeout: float = 60.0):
+    def __init__(self, sandbox: Sandbox, startup_timeout: float = 60.0,
+                 template: KernelTemplate | None = None):
         if startup_timeout <= 0:
             raise ValueError(f"startup_timeout: expected > 0 seconds, got {startup_timeout!r}")
+        if template is not None and template.sandbox is not sandbox:
+            raise ValueError("template: expected a template of the kernel's sandbox, got "
+                             "another sandbox's")
         self.sandbox = sandbox
+        self.template = template
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self.client: BlockingKernelClient | None = None
@@ -117,13 +125,21 @@ class StudentKernel:
         write_connection_file(str(inside_file), transport="ipc", ip=inside_ip,
                               key=info["key"].encode(), **ports)
         self._oom_kills = self.sandbox.oom_kills()
-        self.process = self.sandbox.start(inside_file)
+        deadline = min(deadline, time.monotonic() + self.startup_timeout)
+        if self.template is None:
+            self.process = self.sandbox.start(inside_file)
+        else:
+            try:
+                self.process = self.template.spawn(self.sandbox.inside(inside_file), deadline)
+            except TemplateError:
+                return Outcome("died")
+            self._oom_kills = self.sandbox.oom_kills()
         self.client = BlockingKernelClient(context=_context())
         self.client.load_connection_file(info_file)
         self.client.start_channels(shell=True, iopub=False, stdin=False, hb=False,
                                    control=False)
         msg_id = self.client.kernel_info()
-        return self._wait(msg_id, min(deadline, time.monotonic() + self.startup_timeout))
+        return self._wait(msg_id, deadline)
 
     def execute(self, code: str, deadline: float, silent: bool = False) -> Outcome:
         """Run ``code`` and wait for its reply until ``deadline`` (``time.monotonic()``)."""
@@ -172,9 +188,10 @@ class StudentKernel:
         What a lab left running — a subprocess, a detached daemon — must not run on into the
         student's next lab. The kernel is the topmost process, bwrap aside, whose command line
         names its connection file; forks of it share that command line and die like the rest.
-        Needs psutil; without it nothing is killed until the kernel is.
+        Needs psutil; without it nothing is killed until the kernel is. A kernel forked from a
+        template cannot start processes (its seccomp filter), so there is nothing to kill.
         """
-        if not self.alive():
+        if not self.alive() or self.template is not None:
             return
         try:
             import psutil
@@ -202,7 +219,8 @@ class StudentKernel:
         Exiting on its own lets the sandbox reap it (its CPU time is then accounted to the
         grader); whatever is left after ``grace`` seconds — a hung kernel, the processes it
         started, even those that left its session — is killed, and with bwrap the whole PID
-        namespace goes with it.
+        namespace goes with it. A kernel forked from a template is killed alone (it cannot
+        start processes); its template and sandbox stay for the next kernel.
         """
         if self.process is None:
             return
@@ -221,10 +239,13 @@ class StudentKernel:
                 child.kill()
             except Exception:      # already gone
                 pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self.template is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        else:
+            self.process.kill()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:

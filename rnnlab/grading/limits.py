@@ -2,13 +2,15 @@
 
 :class:`Limits` holds every number an instructor may set (``rnnlab grade --help`` lists the
 options). :data:`LAUNCHER` is the kernel's ``python -c`` program: it sets the per-process
-rlimits, then starts ipykernel. The rlimits hold whoever runs the grader; where control groups
+rlimits (:func:`set_rlimits`, which a kernel forked from the template calls too), then starts
+ipykernel. The rlimits hold whoever runs the grader; where control groups
 are available (:mod:`rnnlab.grading.cgroup`) they bound the whole process tree as well.
 """
 
 from __future__ import annotations
 
-__all__ = ["Limits", "LAUNCHER", "launcher_args", "MAX_RESULT_BYTES"]
+__all__ = ["Limits", "LAUNCHER", "KERNEL_OPTIONS", "launcher_args", "set_rlimits",
+           "MAX_RESULT_BYTES"]
 
 _MIN_MEMORY = 2**28
 MAX_RESULT_BYTES = 64 * 2**20
@@ -66,22 +68,35 @@ class Limits:
                 f"{self.setup_timeout}, scratch={self.scratch}, processes={self.processes})")
 
 
+def set_rlimits(memory: int, largest_file: int, processes: int) -> None:
+    """Limit this process, hard and soft: address space ``memory`` bytes, files of at most
+    ``largest_file`` bytes, ``processes`` tasks of its user, 1024 open files, no core dumps.
+
+    ``RLIMIT_NPROC`` counts the sandbox's own tasks: the sandbox has a user namespace of its own.
+    """
+    import resource
+
+    for name, value in (("AS", memory), ("FSIZE", largest_file), ("NPROC", processes),
+                        ("NOFILE", 1024), ("CORE", 0)):
+        resource.setrlimit(getattr(resource, "RLIMIT_" + name), (value, value))
+
+
+KERNEL_OPTIONS = ("--HistoryManager.enabled=False", "--IPKernelApp.quiet=True")
+"""ipykernel's options for a student kernel: no history database, no banner."""
+
 LAUNCHER = (
-    "import resource, sys\n"
-    "memory, scratch, processes = map(int, sys.argv[1:4])\n"
+    "import sys\n"
+    "from rnnlab.grading.limits import set_rlimits\n"
+    "set_rlimits(*map(int, sys.argv[1:4]))\n"
     "del sys.argv[1:4]\n"
-    "for name, value in (('AS', memory), ('FSIZE', scratch), ('NPROC', processes),\n"
-    "                    ('NOFILE', 1024), ('CORE', 0)):\n"
-    "    resource.setrlimit(getattr(resource, 'RLIMIT_' + name), (value, value))\n"
     "from ipykernel import kernelapp\n"
     "kernelapp.launch_new_instance()\n"
 )
-"""The kernel's ``python -c`` program: address space, file size, threads, open files and core
-dumps limited (hard and soft), then ipykernel. ``RLIMIT_NPROC`` counts the sandbox's own tasks:
-the sandbox has a user namespace of its own."""
+"""The kernel's ``python -c`` program: :func:`set_rlimits` with :func:`launcher_args`, then
+ipykernel."""
 
 
 def launcher_args(limits: Limits) -> list[str]:
-    """The arguments :data:`LAUNCHER` reads, in order."""
+    """The arguments :data:`LAUNCHER` reads, in order (those of :func:`set_rlimits`)."""
     largest_file = max(limits.scratch, MAX_RESULT_BYTES + 2**20)
     return [str(limits.memory), str(largest_file), str(limits.processes)]

@@ -31,6 +31,7 @@ from rnnlab.grading.notebook import LabNotebook, defined_names
 from rnnlab.grading.results import NotebookResult, TestResult
 from rnnlab.grading.session import KernelSession, flag_of
 from rnnlab.grading.submissions import read_submission
+from rnnlab.grading.template import KernelTemplate
 
 __all__ = ["grade_notebook", "grade_student", "SourceError", "GRADER_FAILED"]
 
@@ -106,19 +107,20 @@ def grade_notebook(lab: LabNotebook, student: str, folder: str | Path, limits: L
 
 def grade_student(labs: list[tuple[LabNotebook, str | Path]], student: str, limits: Limits,
                   isolated: bool, *, threads: int = 1, cpus: list[int] | None = None,
-                  tmp_root: str | None = None, checker: Checker | None = None
-                  ) -> list[NotebookResult]:
+                  tmp_root: str | None = None, checker: Checker | None = None,
+                  template: KernelTemplate | None = None) -> list[NotebookResult]:
     """Grade one student's labs in order, in one kernel reused from lab to lab.
 
     ``labs`` pairs each lab with the student's folder. Each lab starts from an empty namespace
     and has its own wall clock; a lab whose code killed or hung the kernel leaves the next lab a
     fresh one (:class:`KernelSession`). ``checker`` (made and closed here when ``None``) may be
-    shared by the students a process grades. The kernel is closed at the end, whatever happens.
+    shared by the students a process grades, and so may ``template`` (kernels are then forked from
+    it, see :class:`KernelSession`). The kernel is closed at the end, whatever happens.
 
     Raises:
         SourceError: an instructor set-up cell failed (the lab is broken for everyone).
     """
-    session = KernelSession(limits, isolated, threads, cpus, tmp_root)
+    session = KernelSession(limits, isolated, threads, cpus, tmp_root, template)
     own = checker is None
     checker = checker or Checker(limits)
     results = []

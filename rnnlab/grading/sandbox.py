@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnlab.grading import cgroup, seccomp
-from rnnlab.grading.limits import LAUNCHER, Limits, launcher_args
+from rnnlab.grading.limits import KERNEL_OPTIONS, LAUNCHER, Limits, launcher_args
 
 __all__ = ["Support", "support", "bwrap_available", "Sandbox", "INSIDE_IPC", "SANDBOX_UID"]
 
@@ -192,12 +192,11 @@ class Sandbox:
 
     def _kernel(self, connection_file: str | Path) -> list[str]:
         return [sys.executable, "-c", LAUNCHER, *launcher_args(self.limits), "-f",
-                self.inside(connection_file), "--HistoryManager.enabled=False",
-                "--IPKernelApp.quiet=True"]
+                self.inside(connection_file), *KERNEL_OPTIONS]
 
-    def command(self, connection_file: str | Path, seccomp_fd: int | None = None) -> list[str]:
-        """The argv that starts an ipykernel on ``connection_file`` (a file under ``ipc``)."""
-        command = self._kernel(connection_file)
+    def command(self, program: list[str], seccomp_fd: int | None = None) -> list[str]:
+        """The argv that runs ``program`` (an argv of this Python) in the sandbox."""
+        command = list(program)
         if self.isolated:
             bwrap = shutil.which("bwrap")
             if bwrap is None:
@@ -224,14 +223,26 @@ class Sandbox:
         return command
 
     def start(self, connection_file: str | Path) -> subprocess.Popen:
-        """Start the kernel in the sandbox (its own session; output discarded)."""
-        program = seccomp.bpf_program() if self.isolated else None
-        fd = seccomp.memfd(program) if program is not None and support().seccomp else None
+        """Start an ipykernel on ``connection_file`` (a file under ``ipc``) in the sandbox."""
+        return self.launch(self._kernel(connection_file))
+
+    def launch(self, program: list[str], processes: bool = False,
+               pipes: bool = False) -> subprocess.Popen:
+        """Run ``program`` in the sandbox, in its own session, its output discarded.
+
+        ``processes``: under the seccomp filter that lets it start processes (the kernel
+        template's, see :func:`rnnlab.grading.seccomp.bpf_program`). ``pipes``: its standard
+        input and output are pipes to the caller.
+        """
+        program_bpf = seccomp.bpf_program(processes) if self.isolated else None
+        fd = seccomp.memfd(program_bpf) if program_bpf is not None and support().seccomp \
+            else None
+        pipe = subprocess.PIPE if pipes else subprocess.DEVNULL
         try:
             return subprocess.Popen(
-                self.command(connection_file, fd), env=self.environment(),
-                cwd=self.root if self.isolated else self.tmp, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                self.command(program, fd), env=self.environment(),
+                cwd=self.root if self.isolated else self.tmp, stdin=pipe, stdout=pipe,
+                stderr=subprocess.DEVNULL, start_new_session=True,
                 pass_fds=() if fd is None else (fd,))
         finally:
             if fd is not None:

@@ -8,7 +8,12 @@ bubblewrap loads a filter from ``--seccomp FD`` just before it runs the kernel (
   API (``open_tree``, ``move_mount``, ``fsopen``, …), ``unshare``, ``setns``, and ``clone`` with
   any ``CLONE_NEW*`` flag: the sandbox's read-only binds stay read-only;
 * **new processes** — ``fork``, ``vfork`` and ``clone`` without ``CLONE_THREAD``: student code
-  runs in one process (threads are allowed), so its memory, CPU and lifetime are the kernel's;
+  runs in one process (threads are allowed), so its memory, CPU and lifetime are the kernel's
+  (``bpf_program(processes=True)`` leaves these out: the filter of the kernel template, whose
+  forked kernels each :func:`install` the full filter before they run anything of a student);
+* **objects that outlive a process** — System V shared memory, semaphores and message queues
+  (``shmget``, ``semget``, ``msgget``) and POSIX message queues (``mq_open``): nothing a kernel
+  leaves behind can reach the next kernel of its sandbox;
 * **other processes and the kernel** — ``ptrace``, ``process_vm_readv/writev``, ``kcmp``,
   ``keyctl``/``add_key``/``request_key``, ``bpf``, ``perf_event_open``, ``userfaultfd``,
   ``io_uring_*``, module and ``kexec`` loading, ``reboot``, ``swapon/off``, ``acct``,
@@ -29,12 +34,12 @@ import errno
 import functools
 import os
 
-__all__ = ["DENIED", "bpf_program", "memfd"]
+__all__ = ["DENIED", "PROCESSES", "bpf_program", "memfd", "install"]
 
 DENIED = (
     "mount", "umount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount", "fsopen",
     "fsconfig", "fsmount", "fspick", "mount_setattr", "unshare", "setns",
-    "fork", "vfork",
+    "shmget", "semget", "msgget", "mq_open",
     "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "keyctl", "add_key",
     "request_key", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "init_module", "finit_module", "delete_module", "kexec_load",
@@ -45,6 +50,9 @@ DENIED = (
     "sched_setaffinity",
 )
 """System calls refused outright (``EPERM``)."""
+
+PROCESSES = ("fork", "vfork")
+"""Refused too (with ``clone`` without ``CLONE_THREAD``) unless ``processes=True``."""
 
 _ALLOW = 0x7FFF0000
 _MASKED_EQ = 7
@@ -95,9 +103,12 @@ def _rule(lib, ctx, action: int, name: str, *compare: tuple[int, int, int]) -> N
         raise OSError(f"seccomp: could not add the rule for {name}")
 
 
-@functools.lru_cache(maxsize=1)
-def bpf_program() -> bytes | None:
-    """The filter as a BPF program for ``bwrap --seccomp`` (``None`` without libseccomp)."""
+@functools.lru_cache(maxsize=2)
+def bpf_program(processes: bool = False) -> bytes | None:
+    """The filter as a BPF program for ``bwrap --seccomp`` (``None`` without libseccomp).
+
+    ``processes=True``: new processes allowed (the kernel template's filter).
+    """
     lib = _library()
     if lib is None:
         return None
@@ -106,10 +117,11 @@ def bpf_program() -> bytes | None:
         return None
     deny = _errno(errno.EPERM)
     try:
-        for name in DENIED:
+        for name in DENIED if processes else DENIED + PROCESSES:
             _rule(lib, ctx, deny, name)
         _rule(lib, ctx, _errno(errno.ENOSYS), "clone3")
-        _rule(lib, ctx, deny, "clone", (0, _CLONE_THREAD, 0))          # a process, not a thread
+        if not processes:
+            _rule(lib, ctx, deny, "clone", (0, _CLONE_THREAD, 0))      # a process, not a thread
         for flag in _CLONE_NEW:
             _rule(lib, ctx, deny, "clone", (0, flag, flag))
         for request in (_TIOCSTI, _TIOCLINUX):
@@ -138,3 +150,37 @@ def memfd(program: bytes) -> int:
     os.write(fd, program)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
+
+
+class _SockFprog(ctypes.Structure):
+    """``struct sock_fprog``: a BPF program's length in instructions and its address."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
+
+
+def install(program: bytes) -> None:
+    """Load ``program`` (from :func:`bpf_program`) into this process, for good.
+
+    Sets ``no_new_privs`` first (needed without ``CAP_SYS_ADMIN``); the filter holds for the
+    process and everything it starts, on top of any filter it already has.
+
+    Raises:
+        OSError: the kernel refused the filter.
+    """
+    if len(program) % 8:
+        raise ValueError(f"program: expected whole 8-byte BPF instructions, got {len(program)} "
+                         "bytes")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
+                           ctypes.c_ulong]
+    buffer = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
+    for option, value, pointer in ((_PR_SET_NO_NEW_PRIVS, 1, None),
+                                   (_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER,
+                                    ctypes.addressof(prog))):
+        if libc.prctl(option, value, pointer, 0, 0) != 0:
+            number = ctypes.get_errno()
+            raise OSError(number, f"seccomp: prctl({option}) failed: {os.strerror(number)}")

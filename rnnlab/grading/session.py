@@ -12,7 +12,9 @@ Between labs a live kernel is reset (:data:`RESET`: the user namespace is emptie
 state a lab may change is put back, processes the lab started are killed); if the reset fails or
 the kernel is dead, the next lab starts a fresh kernel in a fresh sandbox, without a flag and
 without counting a restart. Reusing the kernel saves starting Python, ipykernel, torch and
-matplotlib once per lab; it cannot help a student, whose labs run only their own code.
+matplotlib once per lab; it cannot help a student, whose labs run only their own code. With a
+:class:`~rnnlab.grading.template.KernelTemplate` every kernel (first, restarted, or after a
+failed reset) is forked from the template, which has imported those already.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rnnlab.grading.answers import GradingEvent
 from rnnlab.grading.kernel import Outcome, StudentKernel
 from rnnlab.grading.limits import MAX_RESULT_BYTES, Limits
 from rnnlab.grading.sandbox import Sandbox
+from rnnlab.grading.template import KernelTemplate
 
 __all__ = ["KernelSession", "MAX_RESTARTS", "RESET", "flag_of"]
 
@@ -59,11 +62,16 @@ class KernelSession:
         cpus: CPUs to pin the kernel to where there are no control groups (``None``: any).
         tmp_root: where the sandboxes' private directories are made (``None``: the system's
             temporary directory).
+        template: fork each kernel from this :class:`KernelTemplate` (its sandbox, emptied
+            between kernels) instead of starting one in a fresh sandbox; ``isolated``,
+            ``threads``, ``cpus`` and ``tmp_root`` are then the template's.
     """
 
     def __init__(self, limits: Limits, isolated: bool, threads: int = 1,
-                 cpus: list[int] | None = None, tmp_root: str | None = None):
+                 cpus: list[int] | None = None, tmp_root: str | None = None,
+                 template: KernelTemplate | None = None):
         self.limits = limits
+        self.template = template
         self.isolated = isolated
         self.threads = threads
         self.cpus = cpus
@@ -123,9 +131,13 @@ class KernelSession:
             self.broken = "kernel_died"
             return Outcome("died")
         self.starts += 1
-        root = tempfile.mkdtemp(prefix="rnnlab-grade-", dir=self.tmp_root)
-        self.sandbox = Sandbox(root, self.isolated, self.limits, self.threads, self.cpus)
-        self.kernel = StudentKernel(self.sandbox, startup_timeout=self.limits.setup_timeout)
+        if self.template is None:
+            root = tempfile.mkdtemp(prefix="rnnlab-grade-", dir=self.tmp_root)
+            self.sandbox = Sandbox(root, self.isolated, self.limits, self.threads, self.cpus)
+        else:
+            self.sandbox = self.template.sandbox
+        self.kernel = StudentKernel(self.sandbox, startup_timeout=self.limits.setup_timeout,
+                                    template=self.template)
         outcome = self.kernel.start(self.deadline)
         if outcome.status != "ok":
             return self._fail(outcome)
@@ -180,11 +192,15 @@ class KernelSession:
             request_file.unlink(missing_ok=True)
 
     def close(self, grace: float = 1.0) -> None:
-        """Stop the kernel (``grace`` seconds to exit by itself) and delete its directory."""
+        """Stop the kernel (``grace`` seconds to exit by itself) and delete its directory (with
+        a template: empty the shared directory)."""
         if self.kernel is not None:
             self.kernel.kill(grace)
         if self.sandbox is not None:
-            self.sandbox.cleanup()
+            if self.template is None:
+                self.sandbox.cleanup()
+            else:
+                self.template.release()
         self.sandbox = None
 
 
