@@ -70,7 +70,9 @@ def _grade(args: argparse.Namespace) -> int:
               "student code could start processes. Install libseccomp2, or pass "
               "--require-sandbox to refuse.", file=sys.stderr)
     elif not args.quiet:
-        print(f"sandbox: {found.describe()}", file=sys.stderr)
+        kernels = "a fresh sandbox per kernel" if args.fresh_kernels \
+            else "kernels forked from a kernel template"
+        print(f"sandbox: {found.describe()}; {kernels}", file=sys.stderr)
     out = Path(args.out)
     grading.write_grades(results, out)
     grading.write_summary(results, out.with_name(out.stem + "_summary.csv"))
