@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import queue
-import signal
 import subprocess
 import time
 import uuid
@@ -25,6 +24,7 @@ from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
 from rnnlab.grading.limits import MAX_RESULT_BYTES
+from rnnlab.grading.processes import descendants, end, kill_all
 from rnnlab.grading.sandbox import Sandbox
 from rnnlab.grading.template import KernelTemplate, TemplateError
 
@@ -224,7 +224,7 @@ class StudentKernel:
         """
         if self.process is None:
             return
-        descendants = _descendants(self.process.pid)
+        children = descendants(self.process.pid)
         if self.client is not None:
             if self.alive() and grace > 0:
                 self.client.execute("import os; os._exit(0)", silent=True, store_history=False)
@@ -234,35 +234,18 @@ class StudentKernel:
                     pass
             self.client.stop_channels()
             self.client = None
-        for child in descendants:
-            try:
-                child.kill()
-            except Exception:      # already gone
-                pass
+        kill_all(children)
         if self.template is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            end(self.process)
         else:
             self.process.kill()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         self.process = None
 
 
 def _runs_kernel(cmdline: list[str], name: str) -> bool:
     return bool(cmdline) and os.path.basename(cmdline[0]) != "bwrap" \
         and any(name in arg for arg in cmdline)
-
-
-def _descendants(pid: int) -> list:
-    """``pid``'s descendants as psutil processes (empty without psutil or once it is gone)."""
-    try:
-        import psutil
-
-        return psutil.Process(pid).children(recursive=True)
-    except Exception:          # psutil missing, or the process is already gone
-        return []

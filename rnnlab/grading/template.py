@@ -32,6 +32,7 @@ import time
 import psutil
 
 from rnnlab.grading.limits import Limits, launcher_args
+from rnnlab.grading.processes import descendants, end, kill_all
 from rnnlab.grading.sandbox import Sandbox, support
 
 __all__ = ["KernelTemplate", "ForkedKernel", "TemplateError", "available", "SPAWN_TIMEOUT"]
@@ -212,15 +213,7 @@ class KernelTemplate:
         """Kill the template, its kernel and everything in its sandbox (its PID namespace)."""
         if self.process is None:
             return
-        for child in _tree(self.process.pid):
-            try:
-                child.kill()
-            except psutil.Error:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_all(descendants(self.process.pid))
         if self.sandbox.group is not None:
             self.sandbox.group.kill()
         for stream in (self.process.stdin, self.process.stdout):
@@ -228,20 +221,10 @@ class KernelTemplate:
                 stream.close()
             except OSError:
                 pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        end(self.process)
         self.process = None
 
     def close(self) -> None:
         """Stop the template and delete its sandbox (directory and control group)."""
         self.stop()
         self.sandbox.cleanup()
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
