@@ -176,6 +176,15 @@ def test_binds_under_tmp_survive_and_a_kernel_that_moves_them_costs_a_new_templa
     assert template.starts == 2
 
 
+def test_a_lab_out_of_time_does_not_cost_the_template(template):
+    _end(_kernel(template), template)
+    late = StudentKernel(template.sandbox, startup_timeout=120, template=template)
+    assert late.start(time.monotonic()).status == "timeout"    # the lab's clock is spent
+    _end(late, template)
+    _clean(template)
+    assert template.starts == 1
+
+
 def test_a_kernel_starts_in_a_fraction_of_a_fresh_kernels_time(template):
     start = time.monotonic()
     _end(_kernel(template), template)          # the first start imports torch in the template

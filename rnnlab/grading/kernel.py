@@ -130,7 +130,7 @@ class StudentKernel:
             self.process = self.sandbox.start(inside_file)
         else:
             try:
-                self.process = self.template.spawn(self.sandbox.inside(inside_file), deadline)
+                self.process = self.template.spawn(self.sandbox.inside(inside_file))
             except TemplateError:
                 return Outcome("died")
             self._oom_kills = self.sandbox.oom_kills()

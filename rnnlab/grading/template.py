@@ -172,21 +172,25 @@ class KernelTemplate:
                 return process
         raise TemplateError(f"no process {ns_pid} in the template's sandbox")
 
-    def spawn(self, connection_file: str, deadline: float) -> ForkedKernel:
+    def spawn(self, connection_file: str) -> ForkedKernel:
         """Fork a kernel on ``connection_file`` (its path inside the sandbox).
 
+        The template's own clocks apply, not the student's: a new template gets the limits'
+        ``setup_timeout`` to import, a running one :data:`SPAWN_TIMEOUT` to fork. The kernel's
+        start is then timed by its caller.
+
         Raises:
-            TemplateError: neither this template nor a new one could fork it by ``deadline``.
+            TemplateError: neither this template nor a new one could fork it.
         """
         problem = None
         for _ in range(2):
             try:
                 if self.process is None or self.process.poll() is not None:
-                    self.start(deadline)
+                    self.start(time.monotonic() + self.limits.setup_timeout)
                 message = {"op": "spawn", "connection_file": connection_file}
                 self.process.stdin.write(json.dumps(message).encode() + b"\n")
                 self.process.stdin.flush()
-                reply = self._receive(min(deadline, time.monotonic() + SPAWN_TIMEOUT))
+                reply = self._receive(time.monotonic() + SPAWN_TIMEOUT)
                 if reply.get("op") != "spawned" or not isinstance(reply.get("pid"), int):
                     raise TemplateError(f"expected a spawned kernel, got {reply!r:.200}")
                 return ForkedKernel(self._host_process(reply["pid"]))
