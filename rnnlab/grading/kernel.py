@@ -124,7 +124,6 @@ class StudentKernel:
         ports = {k: info[k] for k in info if k.endswith("_port")}
         write_connection_file(str(inside_file), transport="ipc", ip=inside_ip,
                               key=info["key"].encode(), **ports)
-        self._oom_kills = self.sandbox.oom_kills()
         deadline = min(deadline, time.monotonic() + self.startup_timeout)
         if self.template is None:
             self.process = self.sandbox.start(inside_file)
@@ -133,7 +132,7 @@ class StudentKernel:
                 self.process = self.template.spawn(self.sandbox.inside(inside_file))
             except TemplateError:
                 return Outcome("died")
-            self._oom_kills = self.sandbox.oom_kills()
+        self._oom_kills = self.sandbox.oom_kills()     # after a template's restart, if any
         self.client = BlockingKernelClient(context=_context())
         self.client.load_connection_file(info_file)
         self.client.start_channels(shell=True, iopub=False, stdin=False, hb=False,
