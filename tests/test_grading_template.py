@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -74,12 +76,16 @@ REACH = (   # the template is this kernel's parent: its memory, files and pipes 
 
 
 @pytest.fixture
-def template(tmp_path):
+def template():
+    # a short directory: the kernel's IPC socket paths must fit in 107 bytes, which pytest's
+    # own temporary paths (long test names, a --basetemp) can exceed
+    root = Path(tempfile.mkdtemp(prefix="tpl"))
     made = KernelTemplate(Limits(memory=3 * 2**30, scratch=64 * 2**20), cpus=[0],
-                          tmp_root=str(tmp_path))
+                          tmp_root=str(root))
     yield made
     made.close()
-    assert not list(tmp_path.iterdir())
+    assert not list(root.iterdir())
+    root.rmdir()
 
 
 def _kernel(template: KernelTemplate) -> StudentKernel:
@@ -121,6 +127,27 @@ def test_a_kernel_finds_nothing_the_previous_kernel_left(template):
     assert not (template.sandbox.ipc / "planted").exists()
     _clean(template)
     assert template.starts == 1                # the same template served both kernels
+
+
+def test_a_kernel_that_locks_the_shared_directory_leaves_the_next_one_a_clean_one(template):
+    """Locked directories (a normal user's grader cannot list them) and a locked shared directory
+    are emptied and given back their mode, or the next student's kernel would start with
+    them."""
+    mode = template.sandbox.ipc.stat().st_mode
+    kernel = _kernel(template)
+    code = ("import os\n"
+            "for n in range(3):\n"
+            "    os.makedirs(f'/run/rnnlab/locked{n}/inner')\n"
+            "    open(f'/run/rnnlab/locked{n}/inner/planted', 'w').write('x')\n"
+            "    os.chmod(f'/run/rnnlab/locked{n}/inner', 0)\n"
+            "    os.chmod(f'/run/rnnlab/locked{n}', 0)\n"
+            "os.chmod('/run/rnnlab', 0o500)\n")
+    assert _run(kernel, code) == "ok"
+    _end(kernel, template)
+    assert template.sandbox.ipc.stat().st_mode == mode
+    assert list(template.sandbox.ipc.iterdir()) == []
+    _clean(template)
+    assert template.starts == 1
 
 
 def test_a_kernel_cannot_reach_the_template_or_keep_objects_alive(template):

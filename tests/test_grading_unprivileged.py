@@ -1,13 +1,14 @@
-"""The hostile-student suite once more, as the unprivileged user `nobody`.
+"""The hostile-student suite and the kernel template's, once more, as the unprivileged user
+`nobody`.
 
 As root the grader fences each kernel with control groups; as a normal user it falls back to
 rlimits and CPU pinning, and bwrap runs without privilege. CI runs pytest as root, so this test
-runs `test_grading_hostile.py` again as `nobody` (setpriv), with a temporary directory and HOME
-of its own. A Python installation that `nobody` cannot reach (pyenv under a 0700 /root, as on
-the CI machines) is made reachable the only way that changes nothing on the host: pytest runs in
-a mount namespace where each unreachable directory above it is an empty tmpfs holding a
-read-only bind of just that installation. When pytest itself runs unprivileged, the suite has
-already run as that user and this test skips.
+runs `test_grading_hostile.py` and `test_grading_template.py` again as `nobody` (setpriv), with a
+temporary directory and HOME of its own. A Python installation that `nobody` cannot reach
+(pyenv under a 0700 /root, as on the CI machines) is made reachable the only way that changes
+nothing on the host: pytest runs in a mount namespace where each unreachable directory above it
+is an empty tmpfs holding a read-only bind of just that installation. When pytest itself runs
+unprivileged, the suites have already run as that user and this test skips.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def test_hostile_suite_passes_as_nobody():
         assert seen.stdout.split() == [str(NOBODY), sys.base_prefix], seen.stderr
         result = subprocess.run([*as_nobody, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                  "--basetemp", str(home / "pytest"),
-                                 str(ROOT / "tests" / "test_grading_hostile.py")],
+                                 str(ROOT / "tests" / "test_grading_hostile.py"),
+                                 str(ROOT / "tests" / "test_grading_template.py")],
                                 capture_output=True, text=True, timeout=1500)
         report = result.stdout[-4000:] + result.stderr[-2000:]
         assert result.returncode == 0, report

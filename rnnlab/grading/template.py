@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,6 +34,7 @@ import psutil
 from rnnlab.grading.limits import Limits, launcher_args
 from rnnlab.grading.processes import descendants, end, kill_all
 from rnnlab.grading.sandbox import Sandbox, support
+from rnnlab.grading.templateproc import empty
 
 __all__ = ["KernelTemplate", "ForkedKernel", "TemplateError", "available", "SPAWN_TIMEOUT"]
 
@@ -116,12 +117,18 @@ class KernelTemplate:
         if not available():
             raise RuntimeError(f"kernel template: expected bwrap with its seccomp filter, "
                                f"got {support().describe()}")
-        root = tempfile.mkdtemp(prefix="rnnlab-tpl-", dir=tmp_root)
         self.limits = limits
-        self.sandbox = Sandbox(root, True, limits, threads, cpus)
+        self._sandbox_args = (threads, cpus, tmp_root)
         self.process: subprocess.Popen | None = None
         self.starts = 0
         self._pending = b""
+        self._new_sandbox()
+
+    def _new_sandbox(self) -> None:
+        threads, cpus, tmp_root = self._sandbox_args
+        root = tempfile.mkdtemp(prefix="rnnlab-tpl-", dir=tmp_root)
+        self.sandbox = Sandbox(root, True, self.limits, threads, cpus)
+        self._ipc_mode = stat.S_IMODE(self.sandbox.ipc.stat().st_mode)
 
     def start(self, deadline: float) -> None:
         """Start the template now and wait until it has imported everything (``spawn`` starts
@@ -199,19 +206,16 @@ class KernelTemplate:
                 self.stop()
         raise TemplateError(f"could not fork a kernel: {problem}")
 
-    def oom_kills(self) -> int:
-        return self.sandbox.oom_kills()
-
     def release(self) -> None:
-        """After a kernel: empty the shared directory (the template empties its scratch)."""
-        for entry in os.scandir(self.sandbox.ipc):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    pass
+        """After a kernel is dead: empty the shared directory and give it back its mode, as the
+        template does with its scratch (:func:`~rnnlab.grading.templateproc.empty`; a normal
+        user's grader cannot list a directory the kernel locked, and the directory itself is
+        bound into the sandbox, so it is emptied rather than replaced)."""
+        try:
+            empty(str(self.sandbox.ipc), self._ipc_mode)
+        except OSError:             # what it cannot empty, no later kernel may see
+            self.close()
+            self._new_sandbox()
 
     def stop(self) -> None:
         """Kill the template, its kernel and everything in its sandbox (its PID namespace)."""

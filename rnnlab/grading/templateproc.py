@@ -37,7 +37,7 @@ import signal
 import stat
 import sys
 
-__all__ = ["main", "SCRATCH", "PRELOADED"]
+__all__ = ["main", "empty", "SCRATCH", "PRELOADED"]
 
 SCRATCH = ("/tmp", "/dev/shm")
 """The sandbox's writable in-memory file systems, emptied before each kernel."""
@@ -61,11 +61,14 @@ def _mounts() -> list[str]:
         return [line.split()[4] for line in handle]
 
 
-def _empty(top: str, mode: int) -> None:
+def empty(top: str, mode: int) -> None:
     """Delete what ``top`` holds, whatever its permissions and depth, and give ``top`` back
     ``mode``. Mounts under it (the read-only binds of a checkout or virtual environment that
     lives under ``/tmp``) stay, and so do the directories that lead to them (made ``rwx`` for
-    their owner: a kernel may have taken that away; the caller then checks the mounts)."""
+    their owner: a kernel may have taken that away; the caller then checks the mounts).
+
+    Also the grader's way to empty the shared directory: no kernel may run meanwhile (a kernel
+    could otherwise swap a directory for a link between two looks)."""
     os.chmod(top, mode)
     device = os.lstat(top).st_dev
     stack, directories = [top], []
@@ -169,7 +172,7 @@ def main(argv: list[str]) -> int:
         _end(children)
         try:
             for top in SCRATCH:
-                _empty(top, modes[top])
+                empty(top, modes[top])
         except OSError as exc:
             _answer(outbox, {"op": "error", "message": f"could not empty the scratch: {exc}"})
             continue
