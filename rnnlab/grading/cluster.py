@@ -77,4 +77,3 @@ def grade_on_cluster(scheduler: str, groups: list, labs: list[str], limits: Limi
                 yield failed(futures[future], type(exc).__name__), None
     finally:
         client.close()
-

@@ -31,6 +31,7 @@ import nbformat
 __all__ = [
     "BEGIN_SOLUTION", "END_SOLUTION", "BEGIN_HIDDEN", "END_HIDDEN", "SKIP_TAG",
     "LabCell", "LabNotebook", "read_notebook", "parse_lab", "marker_regions", "defined_names",
+    "submitted_cells",
 ]
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
@@ -131,6 +132,18 @@ def defined_names(source: str) -> tuple[str, ...]:
 
 _GRADE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def submitted_cells(notebook: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    """A student's notebook's cells by ``grade_id`` (the first cell of each id; cells without
+    an nbgrader ``grade_id`` string are not the lab's and are left out)."""
+    cells = {}
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        if isinstance(grade_id, str) and grade_id not in cells:
+            cells[grade_id] = cell
+    return cells
 
 
 def _forbidden(cell: nbformat.NotebookNode, kind: str, where: str) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from rnnlab.grading.checker import Checker, SourceError
 from rnnlab.grading.labs import release_source
 from rnnlab.grading.limits import Limits
-from rnnlab.grading.notebook import LabNotebook, defined_names
+from rnnlab.grading.notebook import LabNotebook, defined_names, submitted_cells
 from rnnlab.grading.results import NotebookResult, TestResult
 from rnnlab.grading.session import KernelSession, flag_of
 from rnnlab.grading.submissions import read_submission
@@ -40,16 +40,6 @@ GRADER_FAILED = "the grader failed on this notebook"
 
 def _normal(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.strip().splitlines())
-
-
-def _submitted_cells(notebook) -> dict:
-    cells = {}
-    for cell in notebook.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
-        if isinstance(grade_id, str) and grade_id not in cells:
-            cells[grade_id] = cell
-    return cells
 
 
 def _zero(lab: LabNotebook, result: NotebookResult, message: str = "") -> NotebookResult:
@@ -73,7 +63,7 @@ def grade_notebook(lab: LabNotebook, student: str, folder: str | Path, limits: L
     if problem is not None:
         result.flags.add(problem)
         return _zero(lab, result)
-    submitted = _submitted_cells(notebook)
+    submitted = submitted_cells(notebook)
     answers = {name: cell.forbidden for cell in lab.cells if cell.kind == "answer"
                for name in defined_names(cell.source)}
     session.begin_lab()

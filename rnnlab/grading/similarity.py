@@ -33,7 +33,13 @@ from itertools import combinations
 from pathlib import Path
 
 from rnnlab.grading.labs import lab_paths, release_source
-from rnnlab.grading.notebook import LabNotebook, defined_names, parse_lab, read_notebook
+from rnnlab.grading.notebook import (
+    LabNotebook,
+    defined_names,
+    parse_lab,
+    read_notebook,
+    submitted_cells,
+)
 from rnnlab.grading.submissions import read_submission, students
 
 __all__ = ["N", "tokens", "answer_grams", "similar_pairs", "write_similarity",
@@ -96,18 +102,13 @@ def _lab_names(lab: LabNotebook) -> set[str]:
 def answer_grams(lab: LabNotebook, notebook) -> set[tuple[str, ...]]:
     """The n-grams of one student's answers to ``lab`` that the released lab does not hold."""
     keep = _lab_names(lab)
-    submitted = {}
-    for cell in notebook.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
-        if isinstance(grade_id, str) and grade_id not in submitted:
-            submitted[grade_id] = cell.source
+    submitted = submitted_cells(notebook)
     grams: set[tuple[str, ...]] = set()
     for cell in lab.cells:
         if cell.kind != "answer" or cell.grade_id not in submitted:
             continue
         given = _grams(tokens(release_source(cell.source, cell.cell_type), keep), cell.grade_id)
-        grams |= _grams(tokens(submitted[cell.grade_id], keep), cell.grade_id) - given
+        grams |= _grams(tokens(submitted[cell.grade_id].source, keep), cell.grade_id) - given
     return grams
 
 
