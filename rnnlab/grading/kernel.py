@@ -205,12 +205,7 @@ class StudentKernel:
                 keep = {root.pid}
         except Exception:          # psutil missing, a process gone, no kernel found
             return
-        for process in everything:
-            if process.pid not in keep:
-                try:
-                    process.kill()
-                except Exception:  # already gone
-                    pass
+        kill_all([process for process in everything if process.pid not in keep])
 
     def kill(self, grace: float = 1.0) -> None:
         """Stop the kernel: ask it to exit, then SIGKILL its tree and process group.

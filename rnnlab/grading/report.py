@@ -20,7 +20,7 @@ from pathlib import Path
 from rnnlab.grading.results import FLAG_MEANINGS, NotebookResult, TestResult
 
 __all__ = ["HEADER", "rows", "write_grades", "write_summary", "write_details", "read_details",
-           "feedback_markdown", "write_feedback", "feedback_name", "escape"]
+           "feedback_markdown", "write_feedback", "feedback_name", "escape", "write_csv"]
 
 HEADER = ("student", "lab", "test", "points", "max_points", "flags")
 _MARKDOWN = re.compile(r"([\\`*_\[\]~|])")
@@ -41,14 +41,20 @@ def rows(results: list[NotebookResult]) -> list[tuple[str, ...]]:
     return sorted(out)
 
 
-def write_grades(results: list[NotebookResult], path: str | Path) -> Path:
-    """Write grades.csv (LF line ends, UTF-8)."""
+def write_csv(path: str | Path, header: tuple[str, ...], table) -> Path:
+    """Write ``header`` and the rows of ``table`` as CSV (LF line ends, UTF-8): the grader's
+    CSV files all read the same."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(HEADER)
-        writer.writerows(rows(results))
+        writer.writerow(header)
+        writer.writerows(table)
     return path
+
+
+def write_grades(results: list[NotebookResult], path: str | Path) -> Path:
+    """Write grades.csv (LF line ends, UTF-8)."""
+    return write_csv(path, HEADER, rows(results))
 
 
 def write_summary(results: list[NotebookResult], path: str | Path) -> Path:
@@ -58,15 +64,12 @@ def write_summary(results: list[NotebookResult], path: str | Path) -> Path:
     table: dict[str, dict[str, float]] = {}
     for result in results:
         table.setdefault(result.student, {})[result.lab] = sum(t.points for t in result.tests)
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(("student", *labs, "total", "max_points"))
-        for student in sorted(table):
-            scores = [table[student].get(lab, 0.0) for lab in labs]
-            writer.writerow((student, *map(_number, scores), _number(sum(scores)),
-                             _number(sum(maxima[lab] for lab in labs))))
-    return path
+    total = _number(sum(maxima[lab] for lab in labs))
+    lines = []
+    for student in sorted(table):
+        scores = [table[student].get(lab, 0.0) for lab in labs]
+        lines.append((student, *map(_number, scores), _number(sum(scores)), total))
+    return write_csv(path, ("student", *labs, "total", "max_points"), lines)
 
 
 def write_details(results: list[NotebookResult], path: str | Path) -> Path:

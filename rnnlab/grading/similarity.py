@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import csv
 import io
 import keyword
 import re
@@ -40,6 +39,7 @@ from rnnlab.grading.notebook import (
     read_notebook,
     submitted_cells,
 )
+from rnnlab.grading.report import write_csv
 from rnnlab.grading.submissions import read_submission, students
 
 __all__ = ["N", "tokens", "answer_grams", "similar_pairs", "write_similarity",
@@ -149,9 +149,4 @@ def similar_pairs(submissions: str | Path, source: str | Path, threshold: float 
 
 def write_similarity(rows: list[tuple[str, str, str, float]], path: str | Path) -> Path:
     """Write the pairs as CSV with :data:`SIMILARITY_HEADER` (LF line ends, UTF-8)."""
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(SIMILARITY_HEADER)
-        writer.writerows(rows)
-    return path
+    return write_csv(path, SIMILARITY_HEADER, rows)
